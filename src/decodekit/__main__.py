@@ -1,0 +1,3 @@
+from decodekit.cli import main
+
+main()

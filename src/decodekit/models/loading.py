@@ -1,0 +1,129 @@
+"""`load_model`: a catalog name, a `.gguf` file, a local directory or a Hugging Face hub id -> `LoadedModel`."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from decodekit.errors import UserError
+from decodekit.models.backend_hf import TransformersBackend
+from decodekit.models.catalog import CATALOG, gguf_path, lookup
+from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
+from decodekit.models.loaded import LoadedModel
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has AMX or AVX512-BF16, where bfloat16 matrix products are native."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise UserError(f"unknown device {device!r}: use auto, cpu or cuda") from error
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` is bfloat16 on a GPU or on a CPU with native bf16 (AMX, AVX512-BF16), float32 elsewhere."""
+    if dtype == "auto":
+        fast = device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
+        return torch.bfloat16 if fast else torch.float32
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}: use auto, float32 or bfloat16")
+    return DTYPES[dtype]
+
+
+def _notice(message: str) -> None:
+    print(f"decodekit: {message}", file=sys.stderr)
+
+
+def _convert_gguf(gguf_file: Path) -> Callable[[Path], None]:
+    """A builder that dequantises `gguf_file` with transformers and writes safetensors, config and tokenizer."""
+
+    def build(directory: Path) -> None:
+        from safetensors.torch import save_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        _notice(f"converting {gguf_file.name} once (dequantising GGUF); later loads use the cache")
+        folder, name = str(gguf_file.parent), gguf_file.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        save_model(model, str(directory / "model.safetensors"))
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(directory)
+        model.generation_config.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+
+    return build
+
+
+def _source_directory(name_or_path: str) -> tuple[str, str]:
+    """(directory or hub id to load with from_pretrained, display name)."""
+    entry = lookup(name_or_path)
+    if entry is not None:
+        gguf_file = gguf_path(entry, cache_root())
+        return str(cached_entry(entry_key(gguf_file), _convert_gguf(gguf_file), _notice)), entry.name
+    path = Path(name_or_path).expanduser()
+    if name_or_path.endswith(".gguf"):
+        if not path.is_file():
+            raise UserError(f"GGUF file not found: {name_or_path}")
+        return str(cached_entry(entry_key(path), _convert_gguf(path), _notice)), path.name
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{name_or_path} is a directory without config.json: not a transformers model")
+        return str(path), path.name
+    if "/" in name_or_path and not name_or_path.startswith((".", "/", "~")):
+        return name_or_path, name_or_path  # a Hugging Face hub id
+    raise UserError(
+        f"unknown model {name_or_path!r}: use one of {', '.join(CATALOG)}, a .gguf file, "
+        "a local model directory or a Hugging Face hub id"
+    )
+
+
+def load_model(
+    name_or_path: str = "smollm2-135m", dtype: str = "auto", device: str = "auto", threads: int | None = None
+) -> LoadedModel:
+    """Load a causal LM for decoding; see the module docstring for what `name_or_path` may be."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    source, display = _source_directory(name_or_path)
+    offline = os.environ.get("HF_HUB_OFFLINE")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    except OSError as error:
+        hint = " (this machine may be offline)" if offline or source == name_or_path else ""
+        raise UserError(f"cannot load model {name_or_path!r}{hint}: {str(error).splitlines()[0]}") from error
+    model.to(torch_device).eval()
+    return LoadedModel(
+        name=display,
+        model=model,
+        tokenizer=tokenizer,
+        backend=TransformersBackend(model),
+        dtype=torch_dtype,
+        device=torch_device,
+        load_seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,35 @@
+"""Tiny randomly initialised Llama models with a word-level tokenizer, built in the tests (no download)."""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from decodekit.models.backend_hf import TransformersBackend
+from decodekit.models.loaded import LoadedModel
+
+EOS = 0
+
+
+def tiny_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+    vocab = {"<eos>": EOS, **{f"w{i}": i for i in range(1, vocab_size)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<eos>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>")
+
+
+def tiny_model(vocab_size: int = 64, seed: int = 0, layers: int = 2, dtype=torch.float32,
+               context: int = 512) -> LoadedModel:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
+        eos_token_id=EOS, bos_token_id=None, pad_token_id=None, tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config).to(dtype).eval()
+    with torch.no_grad():  # sharper distributions than the default init, so greedy paths are not all ties
+        model.lm_head.weight.mul_(20)
+    return LoadedModel(name=f"tiny-{vocab_size}", model=model, tokenizer=tiny_tokenizer(vocab_size),
+                       backend=TransformersBackend(model), dtype=dtype, device=torch.device("cpu"))
