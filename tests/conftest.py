@@ -7,14 +7,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_cache(tmp_path_factory):
-    """Tests share one converted-model cache per run unless DECODEKIT_CACHE is set by the caller."""
-    import os
-
-    if "DECODEKIT_CACHE" not in os.environ:
-        os.environ["DECODEKIT_CACHE"] = str(Path.home() / ".cache" / "decodekit")
-    yield
 
 
 def _has_smollm2() -> bool:

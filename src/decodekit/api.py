@@ -43,7 +43,7 @@ def generate(
     its `.result`. `chat` applies the model's chat template (default: when it has one). Method options
     (e.g. `draft_model`, `corpus`) are passed through to the method's drafter.
     """
-    recipe = get_method(method)
+    recipe = get_method(method, options)
     sampling = sampling or SamplingConfig()
     request_check = DecodeRequest([0], max_new_tokens, sampling, stop, num_draft)  # validates before loading
     loaded = get_model(model, dtype=dtype)

@@ -36,6 +36,10 @@ def generate(
     seed: Annotated[Optional[int], typer.Option(help="makes sampling reproducible")] = None,
     stop: Annotated[Optional[list[str]], typer.Option(help="stop string (repeatable)")] = None,
     num_draft: Annotated[int, typer.Option(help="most draft tokens per step")] = 8,
+    draft_model: Annotated[Optional[str], typer.Option(help="method draft: the drafting model")] = None,
+    corpus: Annotated[Optional[str], typer.Option(help="method sam: a text or JSONL corpus file")] = None,
+    skip_layers: Annotated[Optional[str], typer.Option(help="method layerskip: layers to skip, e.g. 4-9,12")] = None,
+    option: Annotated[Optional[list[str]], typer.Option(help="a method option KEY=VALUE (repeatable)")] = None,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="send the prompt as is, without the chat template")] = False,
@@ -50,8 +54,8 @@ def generate(
 
 
 def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, min_p, typical_p,
-              epsilon_cutoff, eta_cutoff, repetition_penalty, seed, stop, num_draft, dtype, threads, raw,
-              as_json, trace) -> None:
+              epsilon_cutoff, eta_cutoff, repetition_penalty, seed, stop, num_draft, draft_model, corpus,
+              skip_layers, option, dtype, threads, raw, as_json, trace) -> None:
     from decodekit.api import generate as run_generate
     from decodekit.engine import DecodeRequest
     from decodekit.methods import get_method
@@ -64,11 +68,14 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
         raise UserError("the prompt is empty")
     sampling = SamplingConfig(temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff,
                               repetition_penalty, seed)
-    get_method(method)
+    options = parse_options(option or [])
+    options.update({k: v for k, v in
+                    (("draft_model", draft_model), ("corpus", corpus), ("skip_layers", skip_layers)) if v})
+    get_method(method, options)
     DecodeRequest([0], max_new_tokens, sampling, tuple(stop or ()), num_draft)  # fail before loading
     loaded = load_model(model, dtype=dtype, threads=threads)
     kwargs = dict(method=method, max_new_tokens=max_new_tokens, sampling=sampling, stop=tuple(stop or ()),
-                  chat=False if raw else None, num_draft=num_draft)
+                  chat=False if raw else None, num_draft=num_draft, **options)
     if as_json:
         result = run_generate(prompt, loaded, **kwargs)
         print(json.dumps(result.to_json(trace=trace), ensure_ascii=False))
@@ -85,6 +92,24 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
         f"finish: {decoding.result.finish_reason}; model {loaded.name} {str(loaded.dtype).removeprefix('torch.')}",
         file=sys.stderr,
     )
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs; values that read as numbers become numbers, keys use underscores."""
+    options: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option takes KEY=VALUE, got {pair!r}")
+        for kind in (int, float):
+            try:
+                options[key.replace("-", "_")] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[key.replace("-", "_")] = value
+    return options
 
 
 @app.command()

@@ -49,14 +49,18 @@ class DecodeRequest:
 
 
 def tree_mask(draft: Draft) -> torch.Tensor:
-    """[1 + n, 1 + n] boolean: row i may attend to column j when j is i itself or an ancestor (0 = root)."""
+    """[1 + n + a, 1 + n + a] boolean over the root, the n nodes and the a auxiliary tokens: a node may
+    attend to itself and its ancestors (0 = root); auxiliary rows are the draft's own aux_mask."""
     n = len(draft) + 1
-    mask = torch.zeros(n, n, dtype=torch.bool)
-    mask[:, 0] = True
+    total = n + len(draft.aux_tokens)
+    mask = torch.zeros(total, total, dtype=torch.bool)
+    mask[:n, 0] = True
     for node, parent in enumerate(draft.parents):
         row = node + 1
         mask[row] = mask[parent + 1]
         mask[row, row] = True
+    if draft.aux_tokens:
+        mask[n:] = draft.aux_mask
     return mask
 
 
@@ -102,11 +106,11 @@ class Decoding:
                 raise RuntimeError(f"{self.method}: drafter proposed {len(draft)} nodes over a budget of {budget}")
             drafted = time.perf_counter()
             past = cache.length
-            inputs = torch.tensor([context[-1]] + draft.tokens)
-            positions = past + torch.tensor([0] + draft.depths())
-            mask = None if draft.is_chain else tree_mask(draft)
+            inputs = torch.tensor([context[-1]] + draft.tokens + draft.aux_tokens)
+            positions = past + torch.tensor([0] + draft.depths() + draft.aux_depths)
+            mask = None if draft.is_chain and not draft.aux_tokens else tree_mask(draft)
             logits = backend.forward(inputs, positions, cache, mask)
-            verdict = verify(draft, logits, sampling, context, generator)
+            verdict = verify(draft, logits[: len(draft) + 1], sampling, context, generator)
             cache.keep(past, [0] + [node + 1 for node in verdict.accepted])
             verified = time.perf_counter()
             entropy, margin = entropy_and_margin(logits[verdict.rows])

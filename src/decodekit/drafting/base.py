@@ -7,6 +7,11 @@ otherwise an earlier node, so parents[i] < i). A chain is the tree with parents 
 `q` (optional) holds the drafter's own probability distribution at each node's parent, one row per node:
 q[i] is the distribution from which `tokens[i]` was drawn. Deterministic drafters leave it None and the
 verifier treats them as one-hot proposals. Siblings drawn from the same distribution share the same row.
+
+Auxiliary tokens (optional) ride along in the same forward without being verified or kept in the cache
+(Lookahead's Jacobi window): `aux_depths` are their positions relative to the root (the root is at 0) and
+`aux_mask` [n_aux, 1 + n + n_aux] says what each may attend to among the root, the nodes and the auxiliary
+tokens (the committed context is always visible). Their logits reach the drafter in `observe`.
 """
 
 from __future__ import annotations
@@ -22,12 +27,20 @@ class Draft:
     tokens: list[int] = field(default_factory=list)
     parents: list[int] = field(default_factory=list)
     q: torch.Tensor | None = None  # [len(tokens), vocab] float32, rows sum to 1
+    aux_tokens: list[int] = field(default_factory=list)
+    aux_depths: list[int] = field(default_factory=list)
+    aux_mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.parents):
             raise ValueError("a draft needs one parent per token")
         if any(not -1 <= p < i for i, p in enumerate(self.parents)):
             raise ValueError("each parent must be -1 (the root) or an earlier node")
+        if len(self.aux_tokens) != len(self.aux_depths):
+            raise ValueError("a draft needs one depth per auxiliary token")
+        if self.aux_tokens and (self.aux_mask is None or tuple(self.aux_mask.shape) != (
+                len(self.aux_tokens), 1 + len(self.tokens) + len(self.aux_tokens))):
+            raise ValueError("auxiliary tokens need an aux_mask of shape [n_aux, 1 + n + n_aux]")
 
     @classmethod
     def chain(cls, tokens: list[int], q: torch.Tensor | None = None) -> Draft:
@@ -59,4 +72,5 @@ class Drafter(Protocol):
 
     def observe(self, committed: list[int], logits: torch.Tensor, draft: Draft, accepted: list[int]) -> None:
         """After a step: the tokens just committed, the target logits of that step (row 0 = root, row
-        1 + i = draft node i), the draft, and the accepted node indices (a root path)."""
+        1 + i = draft node i, then one row per auxiliary token), the draft, and the accepted node indices
+        (a root path)."""

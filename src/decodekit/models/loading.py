@@ -101,7 +101,10 @@ def load_model(
 ) -> LoadedModel:
     """Load a causal LM for decoding; see the module docstring for what `name_or_path` may be."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     if threads is not None:
         if threads < 1:
             raise UserError(f"threads must be at least 1, got {threads}")

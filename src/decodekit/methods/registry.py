@@ -22,7 +22,7 @@ class Method:
     name: str
     summary: str
     make_drafter: DrafterFactory
-    options: tuple[str, ...] = ()  # the method options it reads (beyond num_draft)
+    options: tuple[str, ...] = ()  # the keys of `options` its drafter reads (e.g. "corpus", "draft_model")
 
 
 METHODS: dict[str, Method] = {}
@@ -33,11 +33,14 @@ def register(method: Method) -> Method:
     return method
 
 
-def get_method(name: str) -> Method:
+def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
+    """The method called `name`, after checking that it takes every key of `options`."""
     if name not in METHODS:
         raise UserError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}")
-    return METHODS[name]
+    method = METHODS[name]
+    unknown = sorted(set(options or ()) - set(method.options))
+    if unknown:
+        takes = ", ".join(method.options) or "no options"
+        raise UserError(f"method {name!r} does not take {', '.join(unknown)} (it takes {takes})")
+    return method
 
-
-register(Method("ar", "plain autoregressive decoding: one token per target forward (the reference)",
-                lambda model, options: None))
