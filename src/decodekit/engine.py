@@ -92,7 +92,7 @@ class Decoding:
             backend.forward(prefix, torch.arange(len(prefix)), cache, last=1)
         prefill_seconds = time.perf_counter() - start
         if drafter is not None:
-            drafter.reset(prompt)
+            drafter.reset(prompt, sampling)
         context = list(prompt)
         generated: list[int] = []
         assembler = TextAssembler(model.tokenizer)

@@ -21,6 +21,8 @@ from typing import Protocol
 
 import torch
 
+from decodekit.sampling.config import SamplingConfig
+
 
 @dataclass
 class Draft:
@@ -64,8 +66,9 @@ class Draft:
 class Drafter(Protocol):
     """Proposes continuations of the committed context and learns from what the target accepted."""
 
-    def reset(self, prompt_ids: list[int]) -> None:
-        """Start a new request whose prompt is `prompt_ids`."""
+    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
+        """Start a new request whose prompt is `prompt_ids`. A drafter that samples its own tokens with
+        probabilities q must apply the same `sampling` warpers to q (and draw from its own generator)."""
 
     def propose(self, context: list[int], budget: int) -> Draft:
         """A draft tree of at most `budget` nodes continuing `context` (prompt + committed output)."""
