@@ -1,0 +1,82 @@
+"""The command line: a user's mistake prints one line on stderr and exits with code 2, no traceback."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def run(*args, stdin=None, env=None):
+    return subprocess.run([sys.executable, "-m", "decodekit", *args], input=stdin, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+def assert_user_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["generate", ""], "empty"),
+    (["generate", "hi", "--max-new-tokens", "0"], "--max-new-tokens"),
+    (["generate", "hi", "--temperature", "-1"], "--temperature"),
+    (["generate", "hi", "--top-p", "1.5"], "--top-p"),
+    (["generate", "hi", "--model", "nosuch-model"], "smollm2-135m"),
+    (["generate", "hi", "--model", "/tmp/does-not-exist.gguf"], "not found"),
+    (["generate", "hi", "--method", "nosuch"], "ar"),
+    (["generate", "hi", "--dtype", "float8"], "dtype"),
+])
+def test_bad_input(args, fragment):
+    assert_user_error(run(*args), fragment)
+
+
+def test_prompt_longer_than_the_context():
+    assert_user_error(run("generate", "-", "--raw", stdin="word " * 9000), "8191")
+
+
+def test_json_output_is_one_object():
+    result = run("generate", "Say hi.", "--max-new-tokens", "8", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) >= {"text", "token_ids", "finish_reason", "stats"}
+    assert set(data["stats"]) >= {"new_tokens", "forward_passes", "steps", "seconds", "tokens_per_second"}
+    assert data["stats"]["new_tokens"] == len(data["token_ids"]) <= 8
+
+
+def test_streams_text_and_reads_stdin():
+    result = run("generate", "-", "--max-new-tokens", "8", stdin="Say hi.")
+    assert result.returncode == 0 and result.stdout.strip()
+    assert "tokens/s" in result.stderr
+
+
+def test_corrupt_cache_entry_is_rebuilt_with_a_notice(tmp_path):
+    from decodekit.models.conversion_cache import cache_root
+
+    source = next((cache_root() / "converted").glob("SmolLM2-135M-Instruct.Q4_1-*"))
+    entry = tmp_path / "converted" / source.name
+    shutil.copytree(source, entry)
+    weights = entry / "model.safetensors"
+    with weights.open("r+b") as handle:  # flip bytes in the middle of the weights, size unchanged
+        handle.seek(weights.stat().st_size // 2)
+        handle.write(b"\x00\xff" * 64)
+    result = run("generate", "Say hi.", "--max-new-tokens", "4", "--json", env={"DECODEKIT_CACHE": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "corrupt" in result.stderr and "rebuilding" in result.stderr
+    result = run("generate", "Say hi.", "--max-new-tokens", "4", "--json", env={"DECODEKIT_CACHE": str(tmp_path)})
+    assert result.returncode == 0 and "corrupt" not in result.stderr
+
+
+def test_models_lists_the_catalog():
+    result = run("models")
+    assert result.returncode == 0
+    assert "smollm2-135m" in result.stdout and "gemma3-270m" in result.stdout and "auto" in result.stdout
