@@ -6,5 +6,6 @@ Each module below registers the methods of one family; importing this package re
 from decodekit.methods.registry import METHODS, Method, get_method, register
 
 from decodekit.methods import baseline  # noqa: E402,F401  (ar)
+from decodekit.methods import retrieval  # noqa: E402,F401  (pld, sam)
 
 __all__ = ["METHODS", "Method", "get_method", "register"]

@@ -1,0 +1,39 @@
+"""Model-free retrieval drafters: the draft is copied from earlier text, so a step costs no extra forward.
+
+`pld`  prompt lookup decoding: a trie of what followed earlier occurrences of the last n-gram
+       (drafting/prompt_lookup.py; options max_ngram 3, min_ngram 1, max_matches 16).
+`sam`  SAM-Decoding (P205): the continuation of the longest suffix match in a suffix automaton over
+       prompt + output, and over a user corpus when `corpus` names a text or JSONL file
+       (drafting/suffix_automaton.py, drafting/corpus.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from decodekit.drafting.corpus import corpus_automaton
+from decodekit.drafting.prompt_lookup import PromptLookupDrafter
+from decodekit.drafting.suffix_automaton import SuffixAutomatonDrafter
+from decodekit.errors import UserError
+from decodekit.methods.registry import Method, register
+from decodekit.models.loaded import LoadedModel
+
+PLD_OPTIONS = ("max_ngram", "min_ngram", "max_matches")
+
+
+def make_pld(model: LoadedModel, options: dict[str, Any]) -> PromptLookupDrafter:
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"pld option {key} takes a whole number, got {value!r}")
+    return PromptLookupDrafter(**options)
+
+
+def make_sam(model: LoadedModel, options: dict[str, Any]) -> SuffixAutomatonDrafter:
+    corpus = options.get("corpus")
+    return SuffixAutomatonDrafter(corpus_automaton(corpus, model.tokenizer) if corpus else None)
+
+
+register(Method("pld", "prompt lookup: a trie of what followed earlier occurrences of the last n-gram",
+                make_pld, options=PLD_OPTIONS))
+register(Method("sam", "SAM-Decoding: the continuation of the longest suffix match (suffix automaton over "
+                       "prompt + output, and over --corpus)", make_sam, options=("corpus",)))
