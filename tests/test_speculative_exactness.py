@@ -34,6 +34,7 @@ class TableBackend:
     def __init__(self, model):
         self.model = model
         self.memo: dict[tuple[int, ...], torch.Tensor] = {}
+        self.q_memo: dict[tuple[int, ...], torch.Tensor] = {}  # a drafter's warped q (one sampling config)
 
     def logits(self, context: tuple[int, ...]) -> torch.Tensor:
         if context not in self.memo:
@@ -84,7 +85,10 @@ class TestDrafter:
         self.generator = torch.Generator().manual_seed(sampling.seed + 10_000)
 
     def q(self, context):
-        return target_probs(self.draft.logits(tuple(context))[None], self.sampling)[0]
+        key = tuple(context)
+        if key not in self.draft.q_memo:
+            self.draft.q_memo[key] = target_probs(self.draft.logits(key)[None], self.sampling)[0]
+        return self.draft.q_memo[key]
 
     def sample(self, q):
         return int(torch.multinomial(q, 1, generator=self.generator))
@@ -142,7 +146,7 @@ def run_many(shape, runs=RUNS):
     counts: dict[tuple[int, ...], int] = {}
     for seed in range(runs):
         sampling = SamplingConfig(seed=seed, **SAMPLING)
-        request = DecodeRequest(list(PROMPT), max_new_tokens=6, sampling=sampling, budget=4)
+        request = DecodeRequest(list(PROMPT), max_new_tokens=5, sampling=sampling, budget=4)
         result = Decoding(model, request, TestDrafter(shape, draft_backend), shape).run()
         key = tuple(result.token_ids[:3])
         counts[key] = counts.get(key, 0) + 1
@@ -159,10 +163,21 @@ def chi_square_p(counts, exact, runs=RUNS):
         else:
             observed.append(counts.get(outcome, 0))
             expected.append(p * runs)
-    observed.append(small_obs)
-    expected.append(small_exp)
+    if small_exp > 0:
+        observed.append(small_obs)
+        expected.append(small_exp)
     assert sum(counts.values()) == runs
-    return chisquare(observed, expected).pvalue
+    scale = runs / sum(expected)  # float32 products of probabilities sum to 1 only within rounding
+    return chisquare(observed, [e * scale for e in expected]).pvalue
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread avoids thread-pool synchronisation, which dominates here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("shape", ["chain_q", "chain_onehot", "tree_onehot", "tree_q"])
