@@ -73,7 +73,7 @@ class TokenCache:
         self.tokens[start:] = [self.tokens[start + i] for i in indices]
 
 
-class TestDrafter:
+class ShapedDrafter:
     """Drafts of a given shape: tokens fixed (one-hot) or sampled from a second tiny model's warped q."""
 
     def __init__(self, shape: str, draft_backend: TableBackend):
@@ -147,7 +147,7 @@ def run_many(shape, runs=RUNS):
     for seed in range(runs):
         sampling = SamplingConfig(seed=seed, **SAMPLING)
         request = DecodeRequest(list(PROMPT), max_new_tokens=5, sampling=sampling, budget=4)
-        result = Decoding(model, request, TestDrafter(shape, draft_backend), shape).run()
+        result = Decoding(model, request, ShapedDrafter(shape, draft_backend), shape).run()
         key = tuple(result.token_ids[:3])
         counts[key] = counts.get(key, 0) + 1
     return counts, exact_distribution(model.backend, SamplingConfig(**SAMPLING))
