@@ -44,28 +44,30 @@ def test_no_earlier_occurrence_proposes_nothing():
 
 
 def test_single_match_is_a_chain_of_what_followed():
-    assert proposal([1, 2, 3, 9, 8, 7, 1, 2, 3]) == chain([9, 8, 7, 1, 2, 3])
+    assert proposal([1, 2, 3, 9, 8, 7, 6, 5, 4, 0, 1, 2, 3]) == chain([9, 8, 7, 6, 5, 4, 0, 1])
     assert proposal([1, 2, 3, 9, 8, 7, 1, 2, 3], budget=2) == chain([9, 8])
 
 
 def test_falls_back_to_shorter_ngrams_down_to_min_ngram():
-    assert proposal([5, 6, 7, 9, 4, 7]) == chain([9, 4, 7])
+    assert proposal([5, 6, 7, 9, 4, 7], budget=3) == chain([9, 4, 7])
     assert proposal([5, 6, 7, 9, 4, 7], min_ngram=2) == ([], [])
 
 
 def test_the_longest_matching_ngram_wins_over_more_frequent_shorter_ones():
     # [4, 7] occurs once before; [7] alone occurs three times before, each followed by something else.
-    assert proposal([7, 1, 7, 2, 4, 7, 3, 9, 4, 7]) == chain([3, 9, 4, 7])
+    assert proposal([7, 1, 7, 2, 4, 7, 3, 9, 4, 7], budget=4) == chain([3, 9, 4, 7])
 
 
-def test_repetition_overlapping_the_suffix_is_copied():
-    assert proposal([5, 1, 1, 1, 1]) == chain([1])  # [1, 1, 1] ended at index 3 and is followed by one 1
-    assert proposal([5, 1, 1, 1, 1, 1, 1]) == chain([1, 1, 1])  # three overlapping matches, one path
+def test_a_copy_reaching_the_end_of_the_text_goes_on_copying_itself():
+    assert proposal([1, 2, 3, 9, 8, 7, 1, 2, 3]) == chain([9, 8, 7, 1, 2, 3, 9, 8])
+    assert proposal([5, 6, 7, 9, 4, 7]) == chain([9, 4, 7, 9, 4, 7, 9, 4])
+    assert proposal([5, 1, 1, 1, 1], budget=5) == chain([1] * 5)  # [1, 1, 1] ended at index 3: one 1 follows
+    assert proposal([5, 1, 1, 1, 1, 1, 1]) == chain([1] * 8)  # three overlapping matches, one path
 
 
 def test_different_continuations_form_a_trie_of_counted_prefixes():
     context = [1, 2, 5, 6, 7, 1, 2, 5, 6, 8, 1, 2]
-    # after [1, 2]: most recently 5 6 8 1 2, before that 5 6 7 1 2 5 6 8 1 2; the shared 5 6 has count 2.
+    # after [1, 2]: most recently 5 6 8 1 2 (5), before that 5 6 7 1 2 5; the shared 5 6 has count 2.
     tokens, parents = proposal(context, budget=6, max_ngram=2)
     assert tokens == [5, 6, 8, 7, 1, 1]
     assert parents == [-1, 0, 1, 1, 2, 3]
@@ -73,7 +75,7 @@ def test_different_continuations_form_a_trie_of_counted_prefixes():
 
 def test_a_deep_node_many_matches_share_beats_a_shallow_single_one():
     context = [3, 4, 4, 3, 4, 4, 3, 5, 3]
-    # after [3], at most 4 tokens: 5 3 | 4 4 3 5 | 4 4 3 4 -> 4, 4, 3 (count 2 each) come before 5 (count 1)
+    # after [3], 4 tokens: 5 3 (5 3) | 4 4 3 5 | 4 4 3 4 -> 4, 4, 3 (count 2 each) come before 5 (count 1)
     tokens, parents = proposal(context, budget=4, max_ngram=1)
     assert (tokens, parents) == ([4, 4, 3, 5], [-1, 0, 1, -1])
 

@@ -2,16 +2,17 @@
 `prompt_lookup_num_tokens`; the PLD row of Spec-Bench), model-free, drafting as a trie of matches.
 
 Rule: find the longest n-gram, n from `max_ngram` down to `min_ngram`, that ends the text (prompt + output)
-and also occurs earlier in it; the tokens that followed its `max_matches` most recent earlier occurrences are
-the candidate continuations. They are merged into a trie (equal prefixes share nodes, different next tokens
-become siblings) in which each node counts the occurrences that pass through it, and the draft keeps the
-`budget` nodes with the highest counts (ties: shallower first, then the more recent occurrence). Counts never
-grow along a path, so the kept nodes always form a tree hanging from the root.
+and also occurs earlier in it; the `budget` tokens that followed each of its `max_matches` most recent earlier
+occurrences are the candidate continuations (a copy that reaches the end of the text goes on copying its own
+tokens, LZ77's overlapping copy: the text is predicted to keep repeating). They are merged into a trie (equal
+prefixes share nodes, different next tokens become siblings) in which each node counts the occurrences that
+pass through it, and the draft keeps the `budget` nodes with the highest counts (ties: shallower first, then
+the more recent occurrence). Counts never grow along a path, so the kept nodes always form a tree.
 
 Parameters and defaults: `max_ngram` 3 (Spec-Bench's matching window), `min_ngram` 1 (a single repeated token
-still proposes), `max_matches` 16 earlier occurrences. Each continuation is as long as the text allows, at
-most `budget` tokens (the engine's draft budget, 8 by default; Spec-Bench proposes 10). The n-gram index grows
-by O(max_ngram) per committed token, so a step costs O(max_matches * budget), not a scan of the text.
+still proposes), `max_matches` 16 earlier occurrences; `budget` is the engine's draft budget (8 by default;
+Spec-Bench proposes 10). The n-gram index grows by O(max_ngram) per committed token, so a step costs
+O(max_matches * budget), not a scan of the text.
 """
 
 from __future__ import annotations
@@ -52,15 +53,21 @@ class PromptLookupDrafter:
                 self.index.setdefault(tuple(self.tokens[end - n:]), []).append(end)
 
     def continuations(self, budget: int) -> list[list[int]]:
-        """What followed the earlier occurrences of the longest matching suffix n-gram, most recent first,
-        each at most `budget` tokens long."""
+        """What followed the earlier occurrences of the longest matching suffix n-gram, most recent first."""
         end = len(self.tokens)
         for n in range(min(self.max_ngram, end), self.min_ngram - 1, -1):
             starts = self.index.get(tuple(self.tokens[end - n:]), [])[:-1]  # the last one is the suffix itself
             if starts:
-                recent = starts[::-1][: self.max_matches]
-                return [self.tokens[start: start + budget] for start in recent]
+                return [self._copy(start, budget) for start in starts[::-1][: self.max_matches]]
         return []
+
+    def _copy(self, start: int, budget: int) -> list[int]:
+        """`budget` tokens of the text from `start`, continuing with the copy itself past the text's end."""
+        end = len(self.tokens)
+        copied = self.tokens[start: start + budget]
+        while len(copied) < budget:
+            copied.append(copied[start + len(copied) - end])
+        return copied
 
     def propose(self, context: list[int], budget: int) -> Draft:
         if len(context) != len(self.tokens):

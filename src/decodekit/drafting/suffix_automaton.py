@@ -2,14 +2,17 @@
 hyx1999/SAM-Decoding), model-free: the draft continues the longest suffix match of the text.
 
 Rule: a suffix automaton over prompt + output, extended online by each committed token (amortised O(1)),
-finds the longest suffix of the text that occurred earlier; the draft is the chain of tokens that followed
-that earlier occurrence (its first one, which leaves the most tokens to copy), at most `budget` long. With a
-`corpus`, a static automaton built once over the corpus is matched too, the match advanced by one transition
-per committed token (falling back along suffix links, amortised O(1)); the longer of the two matches drafts,
-the request's own text on a tie. A match of length 0 proposes nothing.
+finds the longest suffix of the text that occurred earlier; the draft is the chain of `budget` tokens that
+followed that earlier occurrence (its first one, which leaves the most tokens to copy). Our addition: a copy
+that reaches the end of the text goes on copying its own tokens (LZ77's overlapping copy), so a repetition
+one period back drafts the full budget instead of one period. With a `corpus`, a static automaton built
+once over the corpus is matched too, the match advanced by one transition per committed token (falling back
+along suffix links, amortised O(1)); the longer of the two matches drafts, the request's own text on a tie;
+a static copy stops at the end of its document. A match of length 0 proposes nothing.
 
-Parameters: `corpus` (optional; a text or JSONL file, see drafting/corpus.py), default none. Not used here:
-the paper's fallback to an auxiliary drafter (Token Recycling, EAGLE) when the match is short.
+Parameters: `corpus` (optional; a text or JSONL file, see drafting/corpus.py), default none; `budget` is the
+engine's draft budget (8 by default). The paper's fallback to an auxiliary drafter (Token Recycling) when the
+match is short is the `hybrid` method (drafting/hybrid.py).
 
 The automaton is the classic one (Blumer et al. 1985): state = a class of substrings with the same set of end
 positions, `link` = the state of the longest suffix outside the class, `length` = the longest string in the
@@ -95,10 +98,17 @@ class SuffixAutomaton:
 
     def continuation(self, state: int, budget: int) -> list[int]:
         """At most `budget` tokens that followed the first occurrence of `state`'s strings, up to the end of
-        its document."""
-        start = self.first_end[state] + 1
-        following = self.tokens[start: start + budget]
-        return following[: following.index(SEPARATOR)] if SEPARATOR in following else following
+        its document. A copy that reaches the end of the text goes on copying its own tokens (LZ77's
+        overlapping copy): the text is predicted to keep repeating as it did after that occurrence."""
+        following: list[int] = []
+        source = self.first_end[state] + 1
+        while len(following) < budget:
+            token = self.tokens[source] if source < len(self.tokens) else following[source - len(self.tokens)]
+            if token == SEPARATOR:
+                break
+            following.append(token)
+            source += 1
+        return following
 
 
 class SuffixAutomatonDrafter:
