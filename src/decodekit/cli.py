@@ -154,5 +154,10 @@ def methods() -> None:
         print(f"{method.name:12s} {method.summary}")
 
 
+from decodekit.bench.command import bench  # noqa: E402  (the command lives with the benchmark harness)
+
+app.command()(bench)
+
+
 def main() -> None:
     app()

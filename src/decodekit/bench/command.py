@@ -1,0 +1,155 @@
+"""The `decodekit bench` command: run a suite through several methods and write the results, or compare
+two earlier runs. Everything a user can get wrong (suite, method, category, option) is checked before the
+model loads; such a mistake prints one line and exits with code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from decodekit.errors import UserError
+
+
+def bench(
+    suite: Annotated[str, typer.Option(
+        help="quick, humaneval, specbench, or a Spec-Bench-format JSONL file")] = "quick",
+    methods: Annotated[str, typer.Option(
+        help="comma-separated decodekit methods and baselines (hf, hf-pld, hf-assisted, llamacpp, llamacpp-pld); "
+             "all = every decodekit method, hf, hf-pld, and the others where they can run. ar always runs")] = "all",
+    model: Annotated[str, typer.Option(help="catalog name, .gguf file, model directory or hub id")] = "smollm2-135m",
+    max_new_tokens: Annotated[int, typer.Option(help="most tokens per answer")] = 256,
+    limit: Annotated[Optional[int], typer.Option(help="the first N prompts of each category")] = None,
+    categories: Annotated[Optional[str], typer.Option(help="comma-separated categories to run")] = None,
+    repeat: Annotated[int, typer.Option(help="runs per generation; the median time is kept")] = 1,
+    turns: Annotated[str, typer.Option(help="first, or all (later turns follow each method's own answers)")] = "first",
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    seed: Annotated[Optional[int], typer.Option(help="sampling seed, the same for every generation")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output directory (default bench-out/SUITE-TIME)")] = None,
+    draft_model: Annotated[Optional[str], typer.Option(
+        help="draft model for hf-assisted and decodekit's draft")] = None,
+    option: Annotated[Optional[list[str]], typer.Option(
+        help="a decodekit method option KEY=VALUE (repeatable), given to every chosen method that takes it")] = None,
+    num_draft: Annotated[int, typer.Option(help="most draft tokens per step (decodekit methods)")] = 8,
+    dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (torch and llama.cpp)")] = None,
+    view: Annotated[Optional[str], typer.Option(
+        help="question ids to show in viewer.html (comma-separated, or all; default: the first of each "
+             "category)")] = None,
+    compare: Annotated[Optional[tuple[Path, Path]], typer.Option(
+        help="compare two earlier runs' directories instead of running", metavar="DIR1 DIR2")] = None,
+) -> None:
+    """Benchmark decoding methods on a suite in one process, or compare two runs (--compare DIR1 DIR2)."""
+    try:
+        if compare is not None:
+            _compare(*compare)
+        else:
+            _bench(suite, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
+                   draft_model, option or [], num_draft, dtype, threads, view)
+    except UserError as error:
+        print(f"decodekit: error: {error}", file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+def _compare(first: Path, second: Path) -> None:
+    from rich.console import Console
+
+    from decodekit.bench.compare import compare, print_comparison, read_summary
+
+    print_comparison(compare(read_summary(first), read_summary(second)), first, second, _stdout_console(Console))
+
+
+def _stdout_console(console_class):
+    return console_class() if sys.stdout.isatty() else console_class(width=180)
+
+
+def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
+           draft_model, option, num_draft, dtype, threads, view) -> None:
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from decodekit import __version__
+    from decodekit.bench.metrics import summarize
+    from decodekit.bench.report import print_table, write_report
+    from decodekit.bench.runner import (BenchSettings, build_contenders, context_needed, count_generations,
+                                        plan_methods, run_suite)
+    from decodekit.bench.suites import load_suite
+    from decodekit.bench.viewer import write_viewer
+    from decodekit.cli import parse_options
+    from decodekit.models import load_model
+    from decodekit.sampling import SamplingConfig
+
+    errors = Console(stderr=True)
+    sampling = SamplingConfig(temperature=temperature, seed=seed)
+    settings = BenchSettings(max_new_tokens, repeat, turns, sampling, num_draft, draft_model, dtype)
+    options = parse_options(option)
+    plans, skipped = plan_methods(methods, options, draft_model, model)
+    loaded_suite = load_suite(suite_spec)
+    for problem in loaded_suite.problems:
+        errors.print(f"decodekit: {problem}", markup=False, highlight=False)
+    wanted = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    chosen = loaded_suite.select(wanted, limit)
+    out = out or Path("bench-out") / f"{Path(chosen.name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create the output directory {out}: {error}") from None
+
+    for name, why in skipped.items():
+        errors.print(f"decodekit: {name} does not run: {why}", markup=False, highlight=False)
+
+    loaded = load_model(model, dtype=dtype, threads=threads)
+    n_ctx = context_needed(loaded, chosen, settings)
+    contenders, unset = build_contenders(loaded, model, plans, settings, n_ctx,
+                                         lambda name: load_model(name, dtype=dtype))
+    for name, why in unset.items():
+        errors.print(f"decodekit: {name} does not run: {why}", markup=False, highlight=False)
+    skipped.update(unset)
+
+    total = count_generations(chosen, len(contenders), settings) + len(contenders)
+    with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=errors, transient=False) as progress:
+        task = progress.add_task("bench", total=total)
+        started = 0
+        shown = ""
+
+        def advance(label: str) -> None:
+            """Called as each generation starts; without a terminal (no live bar), one line per prompt."""
+            nonlocal started, shown
+            progress.update(task, completed=started, description=label[:28])
+            started += 1
+            prompt = label.split(" ")[0]
+            if not errors.is_terminal and prompt != shown:
+                shown = prompt
+                errors.print(f"decodekit: [{started}/{total}] {label}", markup=False, highlight=False)
+
+        def notice(message: str) -> None:
+            progress.console.print(f"decodekit: {message}", markup=False, highlight=False)
+
+        rows = run_suite(loaded, chosen, contenders, settings, advance, notice)
+        progress.update(task, completed=total, description="done")
+
+    meta = {
+        "model": loaded.name, "dtype": str(loaded.dtype).removeprefix("torch."), "device": str(loaded.device),
+        "threads": torch.get_num_threads(), "suite": chosen.name, "max_new_tokens": max_new_tokens,
+        "prompts": len(chosen.prompts), "categories": chosen.categories, "turns": turns, "repeat": repeat,
+        "temperature": temperature, "seed": seed, "num_draft": num_draft, "draft_model": draft_model,
+        "method_options": {p.name: p.options for p in plans if p.options}, "skipped": skipped,
+        "problems": loaded_suite.problems, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "decodekit": __version__,
+    }
+    summary = summarize(rows, meta, list(contenders))
+    with (out / "results.jsonl").open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_report(summary, rows, out)
+    write_viewer(rows, summary, out / "viewer.html", view)
+    print_table(summary, _stdout_console(Console))
+    errors.print(f"decodekit: wrote {out}/ (report.md, summary.json, results.jsonl, speedup.png, accepted.png, "
+                 "viewer.html)", markup=False, highlight=False)

@@ -1,0 +1,42 @@
+"""The external baselines on the embedded SmolLM2: hf-assisted with the model as its own draft, and the
+llama.cpp baselines on the same GGUF file (when the optional llama-cpp-python is installed)."""
+
+import pytest
+
+from decodekit.bench.runner import BenchSettings, build_contenders, context_needed, plan_methods, run_suite
+from decodekit.bench.suites import load_suite
+from decodekit.models import load_model
+
+pytestmark = pytest.mark.integration
+
+
+def run(model, methods, draft_model=None, max_new_tokens=12):
+    suite = load_suite("quick").select(["math_reasoning"], limit=1)
+    settings = BenchSettings(max_new_tokens=max_new_tokens, draft_model=draft_model)
+    plans, skipped = plan_methods(methods, {}, draft_model, "smollm2-135m")
+    assert not skipped
+    contenders, unset = build_contenders(model, "smollm2-135m", plans, settings, context_needed(model, suite, settings),
+                                         lambda name: load_model(name, dtype="float32"))
+    assert not unset
+    rows = run_suite(model, suite, contenders, settings)
+    assert all(row["error"] is None for row in rows), rows
+    return {row["method"]: row for row in rows}
+
+
+def test_hf_assisted_with_the_model_as_its_own_draft(smollm2_f32):
+    rows = run(smollm2_f32, "hf-assisted", draft_model="smollm2-135m")
+    assisted = rows["hf-assisted"]
+    assert assisted["identical_to_ar"], (assisted["text"], rows["ar"]["text"])
+    assert assisted["draft_forward_passes"] > 0 and assisted["draft_seconds"] > 0
+    assert assisted["mean_accepted"] > 1  # a perfect draft: several tokens per target forward
+
+
+def test_llamacpp_baselines_on_the_same_gguf_file(smollm2_f32):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is an optional extra (make llamacpp)")
+    rows = run(smollm2_f32, "llamacpp,llamacpp-pld", max_new_tokens=16)
+    plain, lookup = rows["llamacpp"], rows["llamacpp-pld"]
+    assert plain["new_tokens"] == lookup["new_tokens"] == 16
+    assert plain["token_ids"] == lookup["token_ids"]  # prompt lookup is lossless within llama.cpp
+    assert plain["forward_passes"] == plain["steps"] == 16 and plain["mean_accepted"] == 1.0
+    assert lookup["forward_passes"] < plain["forward_passes"]
+    assert plain["text"].strip() and plain["diverges_at"] is None or plain["diverges_at"] > 0

@@ -1,0 +1,165 @@
+"""The bench runner on a tiny model: method planning before any load, ar always first, interleaved repeats
+with the median time, later turns after each method's own answers, and a failing method that does not stop
+the others."""
+
+import pytest
+
+from decodekit.bench import runner
+from decodekit.bench.baselines import HFGenerate
+from decodekit.bench.outcome import Outcome
+from decodekit.bench.runner import BenchSettings, build_contenders, plan_methods, run_suite
+from decodekit.bench.suites import Prompt, Suite
+from decodekit.errors import UserError
+from decodekit.methods import METHODS, Method
+from decodekit.sampling import SamplingConfig
+from tiny import tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def test_ar_is_always_planned_first():
+    plans, skipped = plan_methods("hf, hf-pld", {}, None, "smollm2-135m")
+    assert [p.name for p in plans] == ["ar", "hf", "hf-pld"] and not skipped
+    assert [p.external for p in plans] == [False, True, True]
+
+
+def test_all_reads_the_registry(monkeypatch):
+    monkeypatch.setattr(runner, "llamacpp_missing", lambda: "llama-cpp-python is not installed")
+    plans, skipped = plan_methods("all", {}, None, "smollm2-135m")
+    names = [p.name for p in plans]
+    assert names[: len(METHODS)] == ["ar"] + [m for m in METHODS if m != "ar"]
+    assert names[len(METHODS):] == ["hf", "hf-pld"]
+    assert set(skipped) == {"llamacpp", "llamacpp-pld"}
+
+
+def test_llamacpp_missing_is_said_and_the_run_goes_on(monkeypatch):
+    monkeypatch.setattr(runner, "llamacpp_missing", lambda: "llama-cpp-python is not installed (make llamacpp)")
+    plans, skipped = plan_methods("ar,llamacpp,llamacpp-pld,hf", {}, None, "smollm2-135m")
+    assert [p.name for p in plans] == ["ar", "hf"]
+    assert skipped == {name: "llama-cpp-python is not installed (make llamacpp)"
+                       for name in ("llamacpp", "llamacpp-pld")}
+
+
+def test_llamacpp_needs_a_gguf_model(monkeypatch):
+    monkeypatch.setattr(runner, "llamacpp_missing", lambda: None)
+    with pytest.raises(UserError, match="llamacpp needs a GGUF model"):
+        plan_methods("llamacpp", {}, None, "some-org/some-model")
+
+
+def test_options_go_to_the_methods_that_take_them(monkeypatch):
+    monkeypatch.setitem(METHODS, "needs-x", Method("needs-x", "test", lambda m, o: None, ("x",)))
+    plans, _ = plan_methods("needs-x,hf", {"x": 3}, None, "smollm2-135m")
+    assert {p.name: p.options for p in plans} == {"ar": {}, "needs-x": {"x": 3}, "hf": {}}
+    with pytest.raises(UserError, match="option 'y' is taken by none"):
+        plan_methods("needs-x", {"x": 3, "y": 1}, None, "smollm2-135m")
+
+
+def test_hf_assisted_gets_the_draft_model():
+    plans, _ = plan_methods("hf-assisted", {}, "smollm2-135m", "smollm2-135m")
+    assert [p.name for p in plans] == ["ar", "hf-assisted"]
+
+
+def fixed(seconds_by_call):
+    """A contender that returns ar's tokens with scripted times, and remembers the prompts it saw."""
+    calls = []
+
+    def generate(prompt_ids, max_new_tokens, sampling):
+        calls.append(list(prompt_ids))
+        tokens = [5, 6, 7][:max_new_tokens]
+        return Outcome(tokens, "length", seconds_by_call[min(len(calls) - 1, len(seconds_by_call) - 1)],
+                       forward_passes=len(tokens), steps=len(tokens))
+
+    generate.calls = calls
+    return generate
+
+
+def test_repeats_interleave_and_keep_the_median(model):
+    order = []
+
+    def spy(name, inner):
+        def generate(*args):
+            order.append(name)
+            return inner(*args)
+        return generate
+
+    ar = fixed([9.0, 1.0, 3.0, 2.0])  # warm-up, then three timed runs
+    other = fixed([9.0, 5.0, 4.0, 6.0])
+    suite = Suite("s", [Prompt(1, "qa", ("w1 w2",))])
+    rows = run_suite(model, suite, {"ar": spy("ar", ar), "other": spy("other", other)},
+                     BenchSettings(max_new_tokens=3, repeat=3))
+    assert order == ["ar", "other"] + ["ar", "other"] * 3
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["ar"]["seconds"] == 2.0 and by_method["ar"]["seconds_runs"] == [1.0, 3.0, 2.0]
+    assert by_method["other"]["seconds"] == 5.0
+    assert by_method["other"]["identical_to_ar"] is True and by_method["other"]["diverges_at"] is None
+
+
+def test_method_order_rotates_from_prompt_to_prompt(model):
+    order = []
+
+    def spy(name):
+        inner = fixed([1.0])
+
+        def generate(*args):
+            order.append(name)
+            return inner(*args)
+        return generate
+
+    suite = Suite("s", [Prompt(i, "qa", (f"w{i}",)) for i in range(1, 4)])
+    run_suite(model, suite, {n: spy(n) for n in ("ar", "b", "c")}, BenchSettings(max_new_tokens=2))
+    assert order[3:] == ["ar", "b", "c", "b", "c", "ar", "c", "ar", "b"]
+
+
+def test_later_turns_follow_each_methods_own_answers(model):
+    settings = BenchSettings(max_new_tokens=4, turns="all")
+    plans, _ = plan_methods("hf", {}, None, "tiny")
+    contenders, unset = build_contenders(model, "tiny", plans, settings, 512, None)
+    assert not unset
+    seen = []
+    real_ar = contenders["ar"]
+    contenders["ar"] = lambda ids, *rest: seen.append(ids) or real_ar(ids, *rest)
+    suite = Suite("s", [Prompt(1, "writing", ("w1 w2 w3", "w4 w5"))])
+    rows = run_suite(model, suite, contenders, settings)
+    assert [(r["method"], r["turn"]) for r in rows] == [("ar", 1), ("hf", 1), ("ar", 2), ("hf", 2)]
+    first_answer = rows[0]["text"]
+    expected = model.encode("\n\n".join(["w1 w2 w3", first_answer, "w4 w5"]), chat=False)
+    assert seen[-1] == expected
+    assert rows[3]["prompt_tokens"] == len(expected)
+
+
+def test_a_failing_method_is_recorded_and_the_others_go_on(model):
+    def boom(prompt_ids, max_new_tokens, sampling):
+        if len(prompt_ids) == 3:
+            raise RuntimeError("drafter exploded")
+        return fixed([1.0])(prompt_ids, max_new_tokens, sampling)
+
+    notices = []
+    suite = Suite("s", [Prompt(1, "qa", ("w1",)), Prompt(2, "qa", ("w1 w2 w3",)), Prompt(3, "qa", ("w2",))])
+    rows = run_suite(model, suite, {"ar": fixed([1.0]), "boom": boom}, BenchSettings(max_new_tokens=2),
+                     notice=notices.append)
+    assert [(r["question_id"], r["method"], r["error"]) for r in rows] == [
+        (1, "ar", None), (1, "boom", None), (2, "boom", "RuntimeError: drafter exploded"), (2, "ar", None),
+        (3, "ar", None), (3, "boom", None)]
+    assert notices == ["boom failed on question 2 turn 1: RuntimeError: drafter exploded"]
+
+
+def test_sampled_hf_is_reproducible_with_a_seed(model):
+    generate = HFGenerate(model, "hf")
+    sampling = SamplingConfig(temperature=1.0, seed=7)
+    first = generate(model.encode("w1 w2", chat=False), 8, sampling)
+    second = generate(model.encode("w1 w2", chat=False), 8, sampling)
+    assert first.token_ids == second.token_ids and first.forward_passes == first.steps >= 1
+    assert first.draft_seconds == 0.0 and 0 < first.verify_seconds <= first.seconds
+
+
+def test_hf_counts_its_target_forwards(model):
+    ids = model.encode("w1 w2 w3 w1 w2 w3 w1 w2", chat=False)
+    plain = HFGenerate(model, "hf")(ids, 10, SamplingConfig())
+    assert plain.forward_passes == len(plain.token_ids)  # the prefill yields the first token
+    assert plain.prefill_seconds > 0 and plain.prefill_seconds + plain.verify_seconds <= plain.seconds
+    lookup = HFGenerate(model, "hf-pld")(ids, 10, SamplingConfig())
+    assert lookup.token_ids == plain.token_ids
+    assert lookup.forward_passes <= plain.forward_passes and lookup.draft_seconds is None
