@@ -7,5 +7,6 @@ from decodekit.methods.registry import METHODS, Method, get_method, register
 
 from decodekit.methods import baseline  # noqa: E402,F401  (ar)
 from decodekit.methods import retrieval  # noqa: E402,F401  (pld, sam)
+from decodekit.methods import model_drafting  # noqa: E402,F401  (draft, layerskip)
 
 __all__ = ["METHODS", "Method", "get_method", "register"]

@@ -1,10 +1,19 @@
-"""Forward pass through any transformers causal LM: new tokens at given positions, with an optional tree mask."""
+"""Forward pass through any transformers causal LM: new tokens at given positions, with an optional tree mask
+and optionally with some decoder layers skipped (self-speculative drafting)."""
 
 from __future__ import annotations
 
 import torch
 
 from decodekit.cache import KVCache
+from decodekit.errors import UserError
+
+
+class _Skipped(torch.nn.Module):
+    """Stands in for a skipped decoder layer: hands the hidden states on unchanged and touches no cache."""
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return hidden_states
 
 
 class TransformersBackend:
@@ -15,6 +24,7 @@ class TransformersBackend:
     def __init__(self, model) -> None:
         self.model = model
         self.device = model.device
+        self._skipped = _Skipped()
 
     def new_cache(self) -> KVCache:
         return KVCache(config=self.model.config)
@@ -27,24 +37,48 @@ class TransformersBackend:
         cache: KVCache,
         tree_mask: torch.Tensor | None = None,
         last: int = 0,
+        skip_layers: frozenset[int] | None = None,
     ) -> torch.Tensor:
         """Logits (float32, one row per new token, or only the `last` rows when `last` > 0).
 
         `tree_mask[i, j]` says whether new token i may attend to new token j; None means causal.
+        `skip_layers`: decoder layer indices to leave out. A skipped layer neither reads nor writes its cache
+        entries, so its cache may end up shorter than the kept layers' (the caller truncates). The attention
+        mask is then sized by the first kept layer's cache and always passed explicitly, because transformers
+        would size it by a layer that may be skipped. The skipped layers are swapped out of the model's layer
+        list for the duration of the call, so two threads must not run one model with different skips.
         """
+        skip = frozenset(skip_layers or ())
         past = cache.length
+        if skip:
+            layers = getattr(self.model.get_decoder(), "layers", None)
+            if not isinstance(layers, torch.nn.ModuleList):
+                raise UserError("layer skipping needs a decoder with a `layers` list; "
+                                f"{type(self.model).__name__} has none")
+            kept = set(range(len(layers))) - skip
+            if not kept or not skip <= set(range(len(layers))):
+                raise ValueError(f"cannot skip layers {sorted(skip)} of a model with {len(layers)} layers")
+            past = cache.get_seq_length(min(kept))
         mask = None
-        if tree_mask is not None:
+        if tree_mask is not None or skip:
             n = input_ids.shape[0]
+            new = torch.ones(n, n, dtype=torch.bool).tril() if tree_mask is None else tree_mask
             full = torch.ones(n, past + n, dtype=torch.bool, device=self.device)
-            full[:, past:] = tree_mask.to(self.device)
+            full[:, past:] = new.to(self.device)
             mask = full[None, None]
-        out = self.model(
-            input_ids=input_ids[None].to(self.device),
-            position_ids=positions[None].to(self.device),
-            past_key_values=cache,
-            attention_mask=mask,
-            use_cache=True,
-            logits_to_keep=last,
-        )
+        originals = {i: layers[i] for i in skip} if skip else {}
+        try:
+            for i in skip:
+                layers[i] = self._skipped
+            out = self.model(
+                input_ids=input_ids[None].to(self.device),
+                position_ids=positions[None].to(self.device),
+                past_key_values=cache,
+                attention_mask=mask,
+                use_cache=True,
+                logits_to_keep=last,
+            )
+        finally:
+            for i, layer in originals.items():
+                layers[i] = layer
         return out.logits[0].float()

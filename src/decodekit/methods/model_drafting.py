@@ -1,0 +1,71 @@
+"""Model-based drafters: a chain drafted by a causal LM, verified by the target in one forward.
+
+`draft`      speculative decoding with a draft model (Leviathan et al. 2023, P112; Chen et al. 2023), bridged
+             through text when its tokenizer differs from the target's (universal assisted generation).
+             Options: `draft_model` (any name load_model accepts; default smollm2-135m for gemma3-270m, and
+             required for other targets), `stop_rule` (confidence | entropy | none; default confidence),
+             `threshold` (default 0.3: stop after a token whose top probability is below 0.3, or with
+             stop_rule=entropy, SVIP P063, whose entropy H has sqrt(0.15 H) > 0.3).
+`layerskip`  self-speculation (Draft & Verify; SWIFT; CLaSp P055): the target drafts with some layers skipped.
+             Options: `skip_layers` (e.g. "4-9,12"; default: calibrated on the prompt, see
+             drafting/layer_skip.py), `stop_rule` (default confidence), `threshold` (default 0.8,
+             Draft & Verify's stop for greedy drafting; 0.3 with stop_rule=entropy).
+The draft model loads with the target's dtype and device and is kept for the process; draft_model naming the
+target itself reuses it. Rules, caches and the exactness of sampling: drafting/draft_model.py, layer_skip.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from decodekit.drafting.draft_model import DraftModelDrafter, StopRule
+from decodekit.drafting.layer_skip import LayerSkipDrafter, num_layers, parse_layers
+from decodekit.errors import UserError
+from decodekit.methods.registry import Method, register
+from decodekit.models.loaded import LoadedModel
+from decodekit.models.loading import load_model
+
+DEFAULT_DRAFT_MODELS = {"gemma3-270m": "smollm2-135m"}
+DRAFT_THRESHOLD = 0.3
+LAYERSKIP_THRESHOLD = 0.8
+
+_draft_models: dict[tuple[str, str, str], LoadedModel] = {}
+
+
+def draft_model_for(target: LoadedModel, name: object) -> LoadedModel:
+    """The draft model called `name` (or the target's default), with the target's dtype and device."""
+    if name is None:
+        if target.name not in DEFAULT_DRAFT_MODELS:
+            raise UserError(f"method 'draft' needs --draft-model for {target.name!r} (a smaller model with "
+                            "its own or the same tokenizer; any name load_model accepts)")
+        name = DEFAULT_DRAFT_MODELS[target.name]
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"draft_model takes a model name, got {name!r}")
+    dtype = str(target.dtype).removeprefix("torch.")
+    if name == target.name:
+        return target
+    key = (name, dtype, str(target.device))
+    if key not in _draft_models:
+        try:
+            _draft_models[key] = load_model(name, dtype=dtype, device=str(target.device))
+        except (ValueError, OSError) as error:  # UserError is a ValueError; transformers raises either
+            raise UserError(f"cannot load draft model {name!r}: {str(error).splitlines()[0]}") from error
+    return _draft_models[key]
+
+
+def make_draft(model: LoadedModel, options: dict[str, Any]) -> DraftModelDrafter:
+    stop = StopRule.parse(options.get("stop_rule"), options.get("threshold"), DRAFT_THRESHOLD)
+    return DraftModelDrafter(model, draft_model_for(model, options.get("draft_model")), stop)
+
+
+def make_layerskip(model: LoadedModel, options: dict[str, Any]) -> LayerSkipDrafter:
+    stop = StopRule.parse(options.get("stop_rule"), options.get("threshold"), LAYERSKIP_THRESHOLD)
+    given = options.get("skip_layers")
+    skip = None if given is None else parse_layers(given, num_layers(model))
+    return LayerSkipDrafter(model, skip, stop)
+
+
+register(Method("draft", "speculative decoding with a smaller draft model (bridged through text when its "
+                         "tokenizer differs)", make_draft, options=("draft_model", "stop_rule", "threshold")))
+register(Method("layerskip", "self-speculation: the target drafts with some layers skipped",
+                make_layerskip, options=("skip_layers", "stop_rule", "threshold")))
