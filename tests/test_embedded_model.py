@@ -43,3 +43,19 @@ def test_raw_prompt_skips_the_chat_template(smollm2_f32):
     chat = smollm2_f32.encode("Hello")
     raw = smollm2_f32.encode("Hello", chat=False)
     assert len(raw) < len(chat) and smollm2_f32.tokenizer.decode(raw) == "Hello"
+
+
+def test_gemma_beyond_its_sliding_window_with_draft_trees():
+    """Gemma 3 mixes sliding-window (512) and full layers: past the window, tree drafts stay exact."""
+    from decodekit.models import load_model
+
+    gemma = load_model("gemma3-270m", dtype="float32")
+    text = " ".join(f"Item {i} is a {['red', 'blue', 'green'][i % 3]} box." for i in range(90))
+    prompt = f"{text}\nList the items again, starting from Item 0."
+    ids = gemma.encode(prompt)
+    assert len(ids) > 600
+    out = gemma.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                               max_new_tokens=24, do_sample=False)
+    expected = out[0, len(ids):].tolist()
+    for method in ("ar", "pld"):
+        assert generate(prompt, gemma, method=method, max_new_tokens=24).token_ids == expected, method

@@ -25,9 +25,26 @@ class TransformersBackend:
         self.model = model
         self.device = model.device
         self._skipped = _Skipped()
+        config = model.config.get_text_config(decoder=True)
+        layer_types = getattr(config, "layer_types", None) or []
+        self.sliding_window = config.sliding_window if "sliding_attention" in layer_types else None
 
     def new_cache(self) -> KVCache:
-        return KVCache(config=self.model.config)
+        # Every layer keeps its whole past, sliding-window layers included, so that truncate and keep work
+        # at any length; the sliding window is applied by the attention mask instead.
+        return KVCache()
+
+    def _explicit_mask(self, past: int, new: torch.Tensor, positions: torch.Tensor):
+        """The 4-D mask over cache + new tokens; for models with sliding-window layers, one per layer type."""
+        n = new.shape[0]
+        full = torch.ones(n, past + n, dtype=torch.bool, device=self.device)
+        full[:, past:] = new.to(self.device)
+        full = full[None, None]
+        if self.sliding_window is None:
+            return full
+        key_positions = torch.cat([torch.arange(past), positions.cpu()]).to(self.device)
+        within = positions.to(self.device)[:, None] - key_positions[None, :] < self.sliding_window
+        return {"full_attention": full, "sliding_attention": full & within}
 
     @torch.inference_mode()
     def forward(
@@ -63,9 +80,7 @@ class TransformersBackend:
         if tree_mask is not None or skip:
             n = input_ids.shape[0]
             new = torch.ones(n, n, dtype=torch.bool).tril() if tree_mask is None else tree_mask
-            full = torch.ones(n, past + n, dtype=torch.bool, device=self.device)
-            full[:, past:] = new.to(self.device)
-            mask = full[None, None]
+            mask = self._explicit_mask(past, new, positions)
         originals = {i: layers[i] for i in skip} if skip else {}
         try:
             for i in skip:
