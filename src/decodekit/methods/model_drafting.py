@@ -22,6 +22,7 @@ from decodekit.drafting.draft_model import DraftModelDrafter, StopRule
 from decodekit.drafting.layer_skip import LayerSkipDrafter, num_layers, parse_layers
 from decodekit.errors import UserError
 from decodekit.methods.registry import Method, register
+from decodekit.models.catalog import check_reference
 from decodekit.models.loaded import LoadedModel
 from decodekit.models.loading import load_model
 
@@ -65,7 +66,13 @@ def make_layerskip(model: LoadedModel, options: dict[str, Any]) -> LayerSkipDraf
     return LayerSkipDrafter(model, skip, stop)
 
 
+def check_draft(options: dict[str, Any]) -> None:
+    if options.get("draft_model") is not None:
+        check_reference(options["draft_model"])
+
+
 register(Method("draft", "speculative decoding with a smaller draft model (bridged through text when its "
-                         "tokenizer differs)", make_draft, options=("draft_model", "stop_rule", "threshold")))
+                         "tokenizer differs)", make_draft, options=("draft_model", "stop_rule", "threshold"),
+                check=check_draft))
 register(Method("layerskip", "self-speculation: the target drafts with some layers skipped",
                 make_layerskip, options=("skip_layers", "stop_rule", "threshold")))

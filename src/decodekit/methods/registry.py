@@ -15,6 +15,7 @@ from decodekit.errors import UserError
 from decodekit.models.loaded import LoadedModel
 
 DrafterFactory = Callable[[LoadedModel, dict[str, Any]], Drafter | None]
+OptionsCheck = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Method:
     summary: str
     make_drafter: DrafterFactory
     options: tuple[str, ...] = ()  # the keys of `options` its drafter reads (e.g. "corpus", "draft_model")
+    check: OptionsCheck | None = None  # cheap checks of option values, run before any model loads
 
 
 METHODS: dict[str, Method] = {}
@@ -42,5 +44,7 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
     if unknown:
         takes = ", ".join(method.options) or "no options"
         raise UserError(f"method {name!r} does not take {', '.join(unknown)} (it takes {takes})")
+    if method.check is not None:
+        method.check(options or {})
     return method
 

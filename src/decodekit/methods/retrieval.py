@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from decodekit.drafting.corpus import corpus_automaton
@@ -33,7 +34,14 @@ def make_sam(model: LoadedModel, options: dict[str, Any]) -> SuffixAutomatonDraf
     return SuffixAutomatonDrafter(corpus_automaton(corpus, model.tokenizer) if corpus else None)
 
 
+def check_corpus(options: dict[str, Any]) -> None:
+    corpus = options.get("corpus")
+    if corpus is not None and not Path(corpus).is_file():
+        raise UserError(f"cannot read corpus {str(corpus)!r}: no such file")
+
+
 register(Method("pld", "prompt lookup: a trie of what followed earlier occurrences of the last n-gram",
                 make_pld, options=PLD_OPTIONS))
 register(Method("sam", "SAM-Decoding: the continuation of the longest suffix match (suffix automaton over "
-                       "prompt + output, and over --corpus)", make_sam, options=("corpus",)))
+                       "prompt + output, and over --corpus)", make_sam, options=("corpus",),
+                check=check_corpus))

@@ -82,3 +82,22 @@ def gguf_path(entry: CatalogEntry, cache_root: Path) -> Path:
         assembler.assemble(partial, overwrite=True)  # verifies its sha256
         partial.replace(target)
     return target
+
+
+def check_reference(name: object) -> None:
+    """Fail early, without loading, when `name` cannot be a model: not in the catalog or not installed,
+    a .gguf file or model directory that is not there, and not a hub id (owner/name)."""
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"a model name is needed, got {name!r}")
+    if (entry := lookup(name)) is not None:
+        entry.package_dir()
+        return
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            raise UserError(f"GGUF file not found: {name}")
+        return
+    if path.is_dir() or ("/" in name and not name.startswith((".", "/", "~"))):
+        return
+    raise UserError(f"unknown model {name!r}: use one of {', '.join(CATALOG)}, a .gguf file, "
+                    "a local model directory or a Hugging Face hub id")
