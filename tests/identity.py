@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from decodekit.api import generate
 
+_references: dict[tuple[int, str, int], list[int]] = {}
+
+
+def ar_reference(model, prompt: str, max_new_tokens: int) -> list[int]:
+    """Plain greedy tokens, computed once per model object, prompt and length for the whole test run."""
+    key = (id(model), prompt, max_new_tokens)
+    if key not in _references:
+        _references[key] = generate(prompt, model, method="ar", max_new_tokens=max_new_tokens).token_ids
+    return _references[key]
+
 
 def greedy_mismatches(model, method: str, prompts: list[str], max_new_tokens: int = 48, **options) -> list[str]:
     """The prompts on which `method` differs from `ar` (empty when identical everywhere)."""
-    mismatched = []
-    for prompt in prompts:
-        reference = generate(prompt, model, method="ar", max_new_tokens=max_new_tokens)
-        result = generate(prompt, model, method=method, max_new_tokens=max_new_tokens, **options)
-        if result.token_ids != reference.token_ids:
-            mismatched.append(prompt)
-    return mismatched
+    return [prompt for prompt in prompts
+            if generate(prompt, model, method=method, max_new_tokens=max_new_tokens, **options).token_ids
+            != ar_reference(model, prompt, max_new_tokens)]

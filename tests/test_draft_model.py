@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from identity import ar_reference
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -289,14 +290,8 @@ def test_sampled_output_has_the_target_distribution(draft_vocab, one_thread):
 
 # The embedded models.
 
-_references: dict[tuple[str, str, int], list[int]] = {}
-
-
 def reference(model, prompt, n):
-    key = (model.name, prompt, n)
-    if key not in _references:
-        _references[key] = generate(prompt, model, method="ar", max_new_tokens=n).token_ids
-    return _references[key]
+    return ar_reference(model, prompt, n)
 
 
 @pytest.mark.integration
