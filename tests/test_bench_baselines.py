@@ -39,4 +39,4 @@ def test_llamacpp_baselines_on_the_same_gguf_file(smollm2_f32):
     assert plain["token_ids"] == lookup["token_ids"]  # prompt lookup is lossless within llama.cpp
     assert plain["forward_passes"] == plain["steps"] == 16 and plain["mean_accepted"] == 1.0
     assert lookup["forward_passes"] < plain["forward_passes"]
-    assert plain["text"].strip() and plain["diverges_at"] is None or plain["diverges_at"] > 0
+    assert plain["text"].strip()

@@ -57,6 +57,18 @@ def test_options_go_to_the_methods_that_take_them(monkeypatch):
         plan_methods("needs-x", {"x": 3, "y": 1}, None, "smollm2-135m")
 
 
+def test_all_skips_a_method_that_cannot_run_but_a_named_one_is_an_error(monkeypatch):
+    def check(options):
+        raise UserError("picky needs --option corpus=FILE")
+
+    monkeypatch.setitem(METHODS, "picky", Method("picky", "test", lambda m, o: None, ("corpus",), check))
+    monkeypatch.setattr(runner, "llamacpp_missing", lambda: "not installed")
+    plans, skipped = plan_methods("all", {}, None, "smollm2-135m")
+    assert "picky" not in [p.name for p in plans] and skipped["picky"] == "picky needs --option corpus=FILE"
+    with pytest.raises(UserError, match="picky needs"):
+        plan_methods("picky", {}, None, "smollm2-135m")
+
+
 def test_hf_assisted_gets_the_draft_model():
     plans, _ = plan_methods("hf-assisted", {}, "smollm2-135m", "smollm2-135m")
     assert [p.name for p in plans] == ["ar", "hf-assisted"]

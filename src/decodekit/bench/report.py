@@ -9,7 +9,7 @@ from pathlib import Path
 QUALITY_NAMES = {"gsm8k_accuracy": "GSM8K acc", "rouge_l": "ROUGE-L", "chrf": "chrF", "bleu": "BLEU",
                  "rag_answer_match": "RAG answer"}
 COLUMNS = ["method", "speedup vs ar", "speedup vs hf", "tokens/s", "mean accepted", "forwards/token",
-           "draft %", "verify %", "identical to ar", "quality"]
+           "draft %", "verify %", "identical to ar"]
 
 
 def _x(value) -> str:
@@ -30,21 +30,25 @@ def _score(key: str, value: float) -> str:
     return _f(value, 3 if key == "rouge_l" else 1)
 
 
-def _quality(scores: dict) -> str:
-    return ", ".join(f"{QUALITY_NAMES.get(k, k)} {_score(k, v)}" for k, v in scores.items()) or "—"
-
-
 def overall_rows(summary: dict) -> list[list[str]]:
     """The main table: one row per method, the columns of COLUMNS."""
     rows = []
     for name, m in summary["methods"].items():
         identical = _pct(m["identical_to_ar"])
         if m.get("median_divergence") is not None:
-            identical += f" (diverges at {m['median_divergence']:g})"
+            identical += f" (median divergence: token {m['median_divergence']:g})"
         rows.append([name, _x(m["speedup_vs_ar"]), _x(m["speedup_vs_hf"]), _f(m["tokens_per_second"], 1),
                      _f(m["mean_accepted"]), _f(m["forward_passes_per_token"]), _pct(m["draft_share"]),
-                     _pct(m["verify_share"]), identical, _quality(m["quality"])])
+                     _pct(m["verify_share"]), identical])
     return rows
+
+
+def quality_table(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """The task-quality table: one row per method, one column per metric that any method has."""
+    metrics = list(dict.fromkeys(k for m in summary["methods"].values() for k in m["quality"]))
+    rows = [[name] + [_score(k, m["quality"][k]) if k in m["quality"] else "—" for k in metrics]
+            for name, m in summary["methods"].items()]
+    return ["method"] + [QUALITY_NAMES.get(k, k) for k in metrics], rows
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -73,7 +77,8 @@ def render_markdown(summary: dict, rows: list[dict]) -> str:
         "",
         f"Model `{summary['model']}` ({summary['dtype']} on {summary['device']}, {summary['threads']} threads); "
         f"{summary['prompts']} prompts, turns: {summary.get('turns', 'first')}, at most {summary['max_new_tokens']} "
-        f"new tokens, {sampling}, median of {summary.get('repeat', 1)} run(s); {summary.get('created', '')}.",
+        f"new tokens, {sampling}, median of {summary.get('repeat', 1)} run(s)"
+        + (f"; {summary['created']}." if summary.get("created") else "."),
         "",
         "## Overall",
         "",
@@ -99,11 +104,9 @@ def render_markdown(summary: dict, rows: list[dict]) -> str:
         "",
         _by_category(summary, "identical_to_ar", _pct),
     ]
-    metrics = list(dict.fromkeys(k for m in summary["methods"].values() for k in m["quality"]))
-    if metrics:
-        table = [[name] + [_score(k, m["quality"][k]) if k in m["quality"] else "—" for k in metrics]
-                 for name, m in summary["methods"].items()]
-        out += ["", "## Task quality", "", _markdown(["method"] + [QUALITY_NAMES.get(k, k) for k in metrics], table)]
+    header, table = quality_table(summary)
+    if len(header) > 1:
+        out += ["", "## Task quality", "", _markdown(header, table)]
     diverged = [r for r in rows if r.get("diverges_at") is not None]
     if diverged:
         out += ["", "## Divergences from ar", "",
@@ -116,6 +119,13 @@ def render_markdown(summary: dict, rows: list[dict]) -> str:
     notes += [f"- {name}: {m['errors']} generation(s) failed (see results.jsonl)"
               for name, m in summary["methods"].items() if m.get("errors")]
     notes += [f"- suite: {problem}" for problem in summary.get("problems", [])]
+    if summary.get("temperature"):
+        notes.append("- Sampled: identical-to-ar compares random draws, not an exactness check (a lossless method "
+                     "keeps the output distribution, not the tokens).")
+    if summary["dtype"] == "bfloat16" and any(
+            m["identical_to_ar"] is not None and m["identical_to_ar"] < 1 for m in summary["methods"].values()):
+        notes.append("- In bfloat16 a forward over several tokens can round differently from one over a single "
+                     "token, so near-ties can flip even for lossless methods; check exactness with --dtype float32.")
     if notes:
         out += ["", "## Notes", ""] + notes
     return "\n".join(out) + "\n"
@@ -170,13 +180,10 @@ def plot_accepted(rows: list[dict], methods: list[str], path: Path) -> None:
     ax.set_xticks(range(1, top + 1))
     ax.set_xlabel("tokens committed by one step (accepted draft tokens + 1)")
     ax.set_ylabel("share of steps")
-    ax.set_title("accepted tokens per step")
+    untraced = [m for m in methods if m not in counts]
+    ax.set_title("accepted tokens per step" + (f"\n(no step trace: {', '.join(untraced)})" if untraced else ""))
     if counts:
         ax.legend(fontsize="small")
-    untraced = [m for m in methods if m not in counts]
-    if untraced:
-        ax.text(0.99, 0.98, "no step trace: " + ", ".join(untraced), transform=ax.transAxes, ha="right",
-                va="top", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -189,13 +196,21 @@ def write_report(summary: dict, rows: list[dict], out: Path) -> None:
 
 
 def print_table(summary: dict, console) -> None:
-    """The overall table on a rich console."""
+    """The overall table, then the task-quality table where references exist, on a rich console."""
     from rich.table import Table
 
-    table = Table(title=f"decodekit bench: {summary['suite']} ({summary['model']}, {summary['prompts']} prompts, "
-                        f"≤{summary['max_new_tokens']} tokens)")
+    table = Table(title=f"decodekit bench: {summary['suite']} ({summary['model']} {summary['dtype']}, "
+                        f"{summary['prompts']} prompts, ≤{summary['max_new_tokens']} tokens)")
     for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("method", "quality", "identical to ar") else "right")
+        table.add_column(column, justify="left" if column in ("method", "identical to ar") else "right")
     for row in overall_rows(summary):
         table.add_row(*row)
     console.print(table)
+    header, rows = quality_table(summary)
+    if len(header) > 1:
+        quality = Table(title="task quality")
+        for column in header:
+            quality.add_column(column, justify="left" if column == "method" else "right")
+        for row in rows:
+            quality.add_row(*row)
+        console.print(quality)

@@ -98,7 +98,13 @@ def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) 
             plans.append(MethodPlan(name, external=True, named=not expand))
             continue
         takes = {k: v for k, v in offered.items() if k in METHODS[name].options}
-        get_method(name, takes)
+        try:
+            get_method(name, takes)
+        except UserError as error:
+            if not expand or name == "ar":
+                raise
+            skipped[name] = str(error)
+            continue
         used |= takes.keys()
         plans.append(MethodPlan(name, external=False, options=takes, named=not expand or name == "ar"))
     unused = sorted(set(offered) - used)
