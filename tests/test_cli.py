@@ -59,11 +59,13 @@ def test_streams_text_and_reads_stdin():
     assert "tokens/s" in result.stderr
 
 
-def test_corrupt_cache_entry_is_rebuilt_with_a_notice(tmp_path):
-    from decodekit.models.conversion_cache import cache_root
+def test_corrupt_cache_entry_is_rebuilt_with_a_notice(tmp_path, smollm2_f32):
+    from decodekit.models.catalog import CATALOG, gguf_path
+    from decodekit.models.conversion_cache import cache_root, entry_key
 
-    source = next((cache_root() / "converted").glob("SmolLM2-135M-Instruct.Q4_1-*"))
-    entry = tmp_path / "converted" / source.name
+    key = entry_key(gguf_path(CATALOG["smollm2-135m"], cache_root()))
+    source = cache_root() / "converted" / key  # converted by the fixture's load
+    entry = tmp_path / "converted" / key
     shutil.copytree(source, entry)
     weights = entry / "model.safetensors"
     with weights.open("r+b") as handle:  # flip bytes in the middle of the weights, size unchanged
