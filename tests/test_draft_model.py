@@ -207,7 +207,9 @@ def test_unbridgeable_and_unloadable_draft_models_are_user_errors(target):
     crippled.tokenizer = _NoEncode()
     with pytest.raises(UserError, match="cannot encode and decode"):
         DraftModelDrafter(target, crippled, StopRule())
-    method = get_method("draft", {"draft_model": "nosuch"})
+    with pytest.raises(UserError, match="unknown model 'nosuch'"):  # checked before any model loads
+        get_method("draft", {"draft_model": "nosuch"})
+    method = get_method("draft")
     with pytest.raises(UserError, match="cannot load draft model 'nosuch'") as error:
         method.make_drafter(target, {"draft_model": "nosuch"})
     assert "\n" not in str(error.value)
