@@ -8,5 +8,6 @@ from decodekit.methods.registry import METHODS, Method, get_method, register
 from decodekit.methods import baseline  # noqa: E402,F401  (ar)
 from decodekit.methods import retrieval  # noqa: E402,F401  (pld, sam)
 from decodekit.methods import model_drafting  # noqa: E402,F401  (draft, layerskip)
+from decodekit.methods import self_tuning  # noqa: E402,F401  (recycle, lookahead, jacobi, ngram, hybrid, auto)
 
 __all__ = ["METHODS", "Method", "get_method", "register"]
