@@ -35,6 +35,8 @@ def assert_user_error(result, *fragments):
     (["generate", "hi", "--model", "/tmp/does-not-exist.gguf"], "not found"),
     (["generate", "hi", "--method", "nosuch"], "ar"),
     (["generate", "hi", "--dtype", "float8"], "dtype"),
+    (["generate", "hi", "--method", "pld", "--num-draft", "0"], "--num-draft"),
+    (["generate", "hi", "--method", "sam", "--corpus", "/tmp/no-such-corpus.txt"], "corpus"),
 ])
 def test_bad_input(args, fragment):
     assert_user_error(run(*args), fragment)
