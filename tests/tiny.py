@@ -6,8 +6,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models.loaded import LoadedModel
+from decodekit.models.loading import make_backend
 
 EOS = 0
 
@@ -21,15 +21,18 @@ def tiny_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
 
 
 def tiny_model(vocab_size: int = 64, seed: int = 0, layers: int = 2, dtype=torch.float32,
-               context: int = 512) -> LoadedModel:
+               context: int = 512, backend: str = "transformers", **config) -> LoadedModel:
+    """A tiny GQA Llama (4 query heads, 2 KV heads); `config` overrides LlamaConfig fields (biases, RoPE
+    scaling, tied embeddings); `backend` as for load_model."""
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
-        eos_token_id=EOS, bos_token_id=None, pad_token_id=None, tie_word_embeddings=False,
-    )
+    config = LlamaConfig(**{
+        "vocab_size": vocab_size, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": layers,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": context,
+        "eos_token_id": EOS, "bos_token_id": None, "pad_token_id": None, "tie_word_embeddings": False,
+        **config,
+    })
     model = LlamaForCausalLM(config).to(dtype).eval()
     with torch.no_grad():  # sharper distributions than the default init, so greedy paths are not all ties
         model.lm_head.weight.mul_(20)
     return LoadedModel(name=f"tiny-{vocab_size}", model=model, tokenizer=tiny_tokenizer(vocab_size),
-                       backend=TransformersBackend(model), dtype=dtype, device=torch.device("cpu"))
+                       backend=make_backend(model, backend), dtype=dtype, device=torch.device("cpu"))

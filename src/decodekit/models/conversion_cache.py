@@ -4,6 +4,13 @@ Layout: `<cache root>/converted/<key>/` with `model.safetensors`, the config, th
 `manifest.json` (size and sha256 of every other file). An entry is written into a temporary directory and
 renamed into place, so a crash never leaves a half-written entry under its final name; an entry whose files
 do not match its manifest is reported, deleted and rebuilt, never loaded.
+
+Hashing the weights on every load costs about 0.4 s, so a full verification leaves `verified.json`: the
+device, inode, size, modification and change times of each file (the manifest's too). While those are
+unchanged, the files have not been written since they were verified (a write or a rename moves the change
+time, which no user can set; a copy is a new inode), and the hashes are not recomputed. Files changed less
+than RACY_SECONDS before the verification are not stamped, because a second change within the same
+timestamp tick could leave the times as they were.
 """
 
 from __future__ import annotations
@@ -13,10 +20,13 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+STAMP = "verified.json"
+RACY_SECONDS = 2.0
 
 
 def cache_root() -> Path:
@@ -42,12 +52,43 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _identity(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+def _stamped(entry: Path, names: list[str]) -> bool:
+    """True when every file is as it was at its last full verification."""
+    try:
+        stamp = json.loads((entry / STAMP).read_text())
+        return all(stamp.get(name) == _identity(entry / name) for name in names)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _stamp(entry: Path, names: list[str]) -> None:
+    """Record the files' identities after a full verification (best effort: a read-only cache just hashes)."""
+    try:
+        identities = {name: _identity(entry / name) for name in names}
+        oldest_allowed = time.time_ns() - int(RACY_SECONDS * 1e9)
+        if any(max(identity[3:]) > oldest_allowed for identity in identities.values()):
+            return
+        with tempfile.NamedTemporaryFile("w", dir=entry, prefix=f".{STAMP}-", delete=False) as handle:
+            json.dump(identities, handle)
+        os.replace(handle.name, entry / STAMP)
+    except OSError:
+        pass
+
+
 def _problem(entry: Path) -> str | None:
     """Why an existing entry cannot be trusted, or None when every file matches the manifest."""
     try:
         manifest = json.loads((entry / MANIFEST).read_text())
     except (OSError, ValueError):
         return "its manifest is missing or unreadable"
+    names = [MANIFEST, *sorted(manifest["files"])]
+    if _stamped(entry, names):
+        return None
     for name, expected in manifest["files"].items():
         path = entry / name
         if not path.is_file():
@@ -56,6 +97,7 @@ def _problem(entry: Path) -> str | None:
             return f"{name} has the wrong size"
         if _sha256(path) != expected["sha256"]:
             return f"{name} fails its checksum"
+    _stamp(entry, names)
     return None
 
 

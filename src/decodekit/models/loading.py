@@ -12,6 +12,7 @@ import torch
 
 from decodekit.errors import UserError
 from decodekit.models.backend_hf import TransformersBackend
+from decodekit.models.backend_lean import LeanLlamaBackend, unsupported_reason
 from decodekit.models.catalog import CATALOG, gguf_path, lookup
 from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
 from decodekit.models.loaded import LoadedModel
@@ -96,10 +97,33 @@ def _source_directory(name_or_path: str) -> tuple[str, str]:
     )
 
 
+BACKENDS = ("auto", "lean", "transformers")
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
+
+
+def make_backend(model, backend: str = "auto"):
+    """The forward backend for a loaded transformers model.
+
+    `auto`: the lean backend for Llama-architecture models, transformers otherwise; `lean` raises a
+    UserError for a model it cannot run; `transformers` always works.
+    """
+    _check_backend(backend)
+    if backend == "transformers" or (backend == "auto" and unsupported_reason(model) is not None):
+        return TransformersBackend(model)
+    return LeanLlamaBackend(model)
+
+
 def load_model(
-    name_or_path: str = "smollm2-135m", dtype: str = "auto", device: str = "auto", threads: int | None = None
+    name_or_path: str = "smollm2-135m", dtype: str = "auto", device: str = "auto", threads: int | None = None,
+    backend: str = "auto",
 ) -> LoadedModel:
-    """Load a causal LM for decoding; see the module docstring for what `name_or_path` may be."""
+    """Load a causal LM for decoding; see the module docstring for what `name_or_path` may be, and
+    `make_backend` for `backend`."""
+    _check_backend(backend)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -125,7 +149,7 @@ def load_model(
         name=display,
         model=model,
         tokenizer=tokenizer,
-        backend=TransformersBackend(model),
+        backend=make_backend(model, backend),
         dtype=torch_dtype,
         device=torch_device,
         load_seconds=time.perf_counter() - start,

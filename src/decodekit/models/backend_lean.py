@@ -1,0 +1,207 @@
+"""A lean forward pass for Llama-architecture models: the same maths as transformers, far fewer Python ops.
+
+Through the transformers module tree, one decoding step of a model this small is dominated by the overhead
+of Python and the dispatcher around each of its ~5,000 tensor operations, not by arithmetic. This backend
+computes exactly what `LlamaForCausalLM` computes, with the same kernels and roundings (its logits equal
+transformers' bit for bit in float32 and bfloat16), in about 28 Python-level tensor calls per layer:
+
+- q, k and v projections fused into one matrix, gate and up into another (concatenated once at load; the
+  transformers module's own parameters become views into them, so the weights are not held twice);
+- RMSNorm through `torch.nn.functional.rms_norm`; in float32 with the weight folded in, in lower precisions
+  with the weight applied after rounding, as `LlamaRMSNorm` does (the fused kernel rounds only once);
+- RoPE from cos / sin tables over positions, applied to q and k of all heads at once;
+- a preallocated `StaticKVCache` written in place, and `scaled_dot_product_attention` (GQA without
+  repeating keys) over the cache and the new tokens, with one boolean mask built per forward;
+- the output head only on the rows asked for (`last`).
+
+What is left of a step is almost all matrix products (see scripts/compare_backends.py for figures).
+
+Supported: `LlamaForCausalLM` with SiLU MLPs, optional attention / MLP biases, tied or untied embeddings,
+unquantised weights, and the RoPE types whose frequencies do not depend on the sequence length (default,
+linear, llama3, yarn). Dynamic NTK and longrope rescale with the length and are left to the transformers
+backend.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from decodekit.cache import StaticKVCache
+from decodekit.errors import UserError
+
+STATIC_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn"})
+FIRST_CAPACITY = 1024  # cache positions and RoPE table rows made up front; both double when a request needs more
+
+
+def rms_norm_rounding_twice(x: torch.Tensor, shape: tuple[int], weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """`LlamaRMSNorm` exactly: normalise in float32, round to the input's dtype, then scale."""
+    return weight * F.rms_norm(x.float(), shape, None, eps).to(x.dtype)
+
+
+def unsupported_reason(model) -> str | None:
+    """Why the lean backend cannot run `model`, or None when it can."""
+    from transformers import LlamaForCausalLM
+
+    if not isinstance(model, LlamaForCausalLM):
+        return f"it implements the Llama architecture only, not {type(model).__name__}"
+    config = model.config
+    if config.hidden_act != "silu":
+        return f"it implements SiLU MLPs only, not {config.hidden_act!r}"
+    rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
+    if rope_type not in STATIC_ROPE_TYPES:
+        return f"RoPE type {rope_type!r} rescales with the sequence length"
+    if getattr(config, "quantization_config", None) is not None:
+        return "its weights are quantised"
+    if model.device.type == "meta":
+        return "the model's weights are not loaded"
+    return None
+
+
+class _Layer:
+    """One decoder layer's tensors, fused for the lean forward."""
+
+    def __init__(self, layer) -> None:
+        attn, mlp = layer.self_attn, layer.mlp
+        self.input_norm = layer.input_layernorm.weight
+        self.post_norm = layer.post_attention_layernorm.weight
+        self.qkv = _fuse([attn.q_proj, attn.k_proj, attn.v_proj], "weight")
+        self.qkv_bias = _fuse([attn.q_proj, attn.k_proj, attn.v_proj], "bias")
+        self.o, self.o_bias = attn.o_proj.weight, attn.o_proj.bias
+        self.gate_up = _fuse([mlp.gate_proj, mlp.up_proj], "weight")
+        self.gate_up_bias = _fuse([mlp.gate_proj, mlp.up_proj], "bias")
+        self.down, self.down_bias = mlp.down_proj.weight, mlp.down_proj.bias
+
+
+def _fuse(linears: list[torch.nn.Linear], name: str) -> torch.Tensor | None:
+    """Concatenate the linears' weights (or biases) along the output dimension and make each module's own
+    parameter a view into the result, so the fused tensor costs no extra memory."""
+    parts = [getattr(linear, name) for linear in linears]
+    if parts[0] is None:  # Llama's config gives all of a block's projections a bias, or none of them
+        return None
+    fused = torch.cat([part.detach() for part in parts])
+    offset = 0
+    for linear, part in zip(linears, parts):
+        rows = part.shape[0]
+        setattr(linear, name, torch.nn.Parameter(fused[offset : offset + rows], requires_grad=False))
+        offset += rows
+    return fused
+
+
+class LeanLlamaBackend:
+    """Forward for `LlamaForCausalLM` weights with a static KV cache; same signature as TransformersBackend."""
+
+    name = "lean"
+
+    @torch.no_grad()
+    def __init__(self, model) -> None:
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise UserError(f"the lean backend cannot run this model: {reason}; use backend='transformers'")
+        config = model.config
+        self.model = model
+        self.device = model.device
+        self.dtype = model.dtype
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.eps = config.rms_norm_eps
+        self.rms_norm = F.rms_norm if self.dtype == torch.float32 else rms_norm_rounding_twice
+        self.context = int(config.max_position_embeddings)
+        self.scale = self.head_dim**-0.5
+        self.layers = [_Layer(layer) for layer in model.model.layers[: config.num_hidden_layers]]
+        self.embed = model.model.embed_tokens.weight
+        self.norm = model.model.norm.weight
+        self.head = model.lm_head.weight
+        rotary = model.model.rotary_emb
+        self.inv_freq = rotary.inv_freq.detach().to(device=self.device, dtype=torch.float32)
+        self.attention_scaling = float(rotary.attention_scaling)
+        self._cos, self._sin = self._rope_tables(min(self.context, FIRST_CAPACITY))
+
+    def _rope_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and signed sin for positions 0 .. length - 1, [length, head_dim] in the model's dtype.
+
+        Computed as transformers does (float32 angles, then cast); the sin table carries rotate_half's sign,
+        so that rotating is `x * cos + roll(x, head_dim / 2) * sin`.
+        """
+        angles = torch.arange(length, device=self.device, dtype=torch.float32)[:, None] * self.inv_freq
+        angles = torch.cat([angles, angles], dim=-1)
+        cos = angles.cos() * self.attention_scaling
+        sin = angles.sin() * self.attention_scaling
+        half = self.head_dim // 2
+        sin[:, :half].neg_()
+        return cos.to(self.dtype), sin.to(self.dtype)
+
+    def new_cache(self) -> StaticKVCache:
+        return StaticKVCache(
+            len(self.layers), self.kv_heads, self.head_dim, limit=self.context, capacity=FIRST_CAPACITY,
+            dtype=self.dtype, device=self.device,
+        )
+
+    def _mask(self, n: int, past: int, tree_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """[n, past + n] boolean: every new token sees the whole cache, and the new tokens per `tree_mask`
+        (causal when None). None when one new token sees everything."""
+        if tree_mask is None and n == 1:
+            return None
+        full = torch.ones(n, past + n, dtype=torch.bool, device=self.device)
+        if tree_mask is None:
+            full[:, past:].tril_()
+        else:
+            full[:, past:] = tree_mask.to(self.device)
+        return full
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        cache: StaticKVCache,
+        tree_mask: torch.Tensor | None = None,
+        last: int = 0,
+        skip_layers: frozenset[int] | None = None,
+    ) -> torch.Tensor:
+        """Logits (float32, one row per new token, or only the `last` rows when `last` > 0).
+
+        `tree_mask[i, j]` says whether new token i may attend to new token j; None means causal. Layers in
+        `skip_layers` are passed over (their residual stream is unchanged) and write nothing to the cache.
+        """
+        if skip_layers and not (frozenset(skip_layers) < frozenset(range(len(self.layers)))):
+            raise ValueError(f"cannot skip layers {sorted(skip_layers)} of a model with {len(self.layers)} layers")
+        n = input_ids.shape[0]
+        past = cache.length
+        end = past + n
+        cache.reserve(end)
+        positions = positions.to(self.device)
+        if int(positions.max()) >= self._cos.shape[0]:
+            self._cos, self._sin = self._rope_tables(max(int(positions.max()) + 1, 2 * self._cos.shape[0]))
+        cos, sin = self._cos[positions], self._sin[positions]  # [n, head_dim], broadcast over heads
+        mask = self._mask(n, past, tree_mask)
+        heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
+        rotated_heads = heads + kv_heads
+        half = head_dim // 2
+        eps, shape, rms_norm = self.eps, (self.embed.shape[1],), self.rms_norm
+        x = F.embedding(input_ids.to(self.device), self.embed)
+        for index, layer in enumerate(self.layers):
+            if skip_layers and index in skip_layers:
+                continue
+            h = rms_norm(x, shape, layer.input_norm, eps)
+            # [heads + 2 kv_heads, n, head_dim]: the queries, keys and values of each head
+            qkv = F.linear(h, layer.qkv, layer.qkv_bias).view(n, heads + 2 * kv_heads, head_dim).transpose(0, 1)
+            qk = qkv[:rotated_heads]
+            qk = qk * cos + qk.roll(half, -1) * sin
+            keys, values = cache.layer_keys[index], cache.layer_values[index]
+            keys[0, :, past:end] = qk[heads:]
+            values[0, :, past:end] = qkv[rotated_heads:]
+            attended = F.scaled_dot_product_attention(
+                qk[None, :heads], keys[:, :, :end], values[:, :, :end],
+                attn_mask=mask, scale=self.scale, enable_gqa=True,
+            )
+            x = x + F.linear(attended.transpose(1, 2).reshape(n, heads * head_dim), layer.o, layer.o_bias)
+            h = rms_norm(x, shape, layer.post_norm, eps)
+            gate, up = F.linear(h, layer.gate_up, layer.gate_up_bias).chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, layer.down, layer.down_bias)
+        cache.length = end
+        if last:
+            x = x[-last:]
+        x = rms_norm(x, shape, self.norm, eps)
+        return F.linear(x, self.head).float()
