@@ -1,7 +1,7 @@
 """Compare the lean and transformers backends on the embedded model: speed of plain `ar` and greedy agreement.
 
     python scripts/compare_backends.py speed [--prompts 4] [--tokens 64] [--repeats 3] [--threads N]
-    python scripts/compare_backends.py agree [--tokens 48]
+    python scripts/compare_backends.py agree [--tokens 48] [--dtypes float32,bfloat16]
 
 `speed`: tokens/s of `ar` per backend and dtype, the best of `--repeats` runs per prompt (the machine is
 shared, so the best run is the least disturbed one); both backends run on the same weights, interleaved.
@@ -56,13 +56,12 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 def agree(args) -> None:
     outputs = {}
-    for dtype in ("float32", "bfloat16"):
+    for dtype in args.dtypes:
         for name, model in both_backends(dtype).items():
             outputs[dtype, name] = [generate(p, model, max_new_tokens=args.tokens).token_ids for p in PROMPTS]
-    pairs = [(("float32", "lean"), ("float32", "transformers")),
-             (("bfloat16", "lean"), ("bfloat16", "transformers")),
-             (("bfloat16", "lean"), ("float32", "transformers")),
-             (("bfloat16", "transformers"), ("float32", "transformers"))]
+    pairs = [((dtype, "lean"), (dtype, "transformers")) for dtype in args.dtypes]
+    if len(args.dtypes) == 2:
+        pairs += [(("bfloat16", name), ("float32", "transformers")) for name in ("lean", "transformers")]
     for first, second in pairs:
         same = sum(a == b for a, b in zip(outputs[first], outputs[second]))
         prefix = sum(common_prefix(a, b) / max(len(a), len(b)) for a, b in zip(outputs[first], outputs[second]))
@@ -77,6 +76,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--dtypes", type=lambda text: text.split(","), default=["float32", "bfloat16"],
+                        help="for agree: float32, bfloat16 or both (comma-separated)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
