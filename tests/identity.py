@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from decodekit.api import generate
 
-_references: dict[tuple[int, str, int], list[int]] = {}
+_references: dict[tuple, tuple[object, list[int]]] = {}
 
 
-def ar_reference(model, prompt: str, max_new_tokens: int) -> list[int]:
-    """Plain greedy tokens, computed once per model object, prompt and length for the whole test run."""
-    key = (id(model), prompt, max_new_tokens)
-    if key not in _references:
-        _references[key] = generate(prompt, model, method="ar", max_new_tokens=max_new_tokens).token_ids
-    return _references[key]
+def ar_reference(model, prompt: str | list[int], max_new_tokens: int) -> list[int]:
+    """Plain greedy tokens, computed once per model object, prompt and length for the whole test run.
+    The entry holds the model itself, so that a later model reusing a freed object's id is not mistaken
+    for it."""
+    key = (id(model), tuple(prompt) if isinstance(prompt, list) else prompt, max_new_tokens)
+    if key not in _references or _references[key][0] is not model:
+        _references[key] = (model, generate(prompt, model, method="ar", max_new_tokens=max_new_tokens).token_ids)
+    return _references[key][1]
 
 
-def greedy_mismatches(model, method: str, prompts: list[str], max_new_tokens: int = 48, **options) -> list[str]:
+def greedy_mismatches(model, method: str, prompts: list, max_new_tokens: int = 48, **options) -> list[str]:
     """The prompts on which `method` differs from `ar` (empty when identical everywhere)."""
     return [prompt for prompt in prompts
             if generate(prompt, model, method=method, max_new_tokens=max_new_tokens, **options).token_ids
