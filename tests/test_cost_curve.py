@@ -58,6 +58,7 @@ def test_cost_curve_is_cached_on_disk_per_key(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(cc, "measure", lambda m: calls.append(m) or CostCurve((1, 2), (0.5, 0.75)))
     monkeypatch.setattr(cc, "_curves", {})
+    monkeypatch.setattr(cc, "other_load", lambda: 0.1)
     first = cost_curve(model, tmp_path)
     path = tmp_path / "cost_curves" / f"{curve_key(model)}.json"
     assert json.loads(path.read_text())["seconds"] == [0.5, 0.75]
@@ -67,6 +68,21 @@ def test_cost_curve_is_cached_on_disk_per_key(tmp_path, monkeypatch):
     monkeypatch.setattr(cc, "_curves", {})
     assert cost_curve(model, tmp_path) == first and len(calls) == 2
     assert json.loads(path.read_text())["sizes"] == [1, 2]
+
+
+def test_a_measurement_on_a_busy_machine_serves_only_this_process(tmp_path, monkeypatch, capsys):
+    model = tiny_model()
+    monkeypatch.setattr(cc, "measure", lambda m: CostCurve((1, 2), (0.5, 0.75)))
+    monkeypatch.setattr(cc, "_curves", {})
+    monkeypatch.setattr(cc, "other_load", lambda: 0.9)
+    assert cost_curve(model, tmp_path).seconds == (0.5, 0.75)
+    assert not (tmp_path / "cost_curves" / f"{curve_key(model)}.json").exists()
+    assert "not cached" in capsys.readouterr().err
+    assert cost_curve(model, tmp_path).seconds == (0.5, 0.75)  # kept in memory for this process
+
+
+def test_other_load_is_a_share_of_the_cores():
+    assert 0.0 <= cc.other_load()
 
 
 def test_key_depends_on_weights_config_and_threads(monkeypatch):

@@ -10,7 +10,8 @@ property of the machine, the model, its dtype and the thread count, and it is me
 than `MAX_RATIO` single-token forwards, beyond which no tree pays) over a prefilled context, keeps the
 fastest of a few repeats (the least disturbed by other processes) and makes the curve non-decreasing. It is
 measured once per model, dtype, device, backend and thread count, and cached as JSON under
-`<cache root>/cost_curves/`; delete a file there to measure again.
+`<cache root>/cost_curves/` (unless other processes kept the machine busy meanwhile); delete a file there
+to measure again.
 
 Sizing (in the spirit of Sequoia and DySpec): a drafter that adds nodes greedily by their estimated
 probability of being accepted, g_1 >= g_2 >= ..., expects 1 + g_1 + ... + g_n tokens from a step that costs
@@ -38,6 +39,7 @@ SIZES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)  # new tokens per forward
 MAX_RATIO = 8.0  # stop measuring once a forward costs this many single-token forwards
 CONTEXT = 256  # prefilled tokens under the timed forwards
 REPEATS = 3
+BUSY = 0.5  # share of the cores kept busy by other processes above which a measurement is not cached
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,23 @@ def curve_key(model: LoadedModel) -> str:
 _curves: dict[str, CostCurve] = {}
 
 
+def other_load() -> float:
+    """Runnable threads besides this measurement's own, as a share of the cores (the 1-minute load
+    average; 0 where the system does not report one)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0.0, load - torch.get_num_threads()) / cores
+
+
 def cost_curve(model: LoadedModel, root: Path | None = None) -> CostCurve:
-    """The model's cost curve: from this process's memory, else from the disk cache, else measured now
-    (and written to the disk cache)."""
+    """The model's cost curve: from this process's memory, else from the disk cache, else measured now.
+
+    A measurement is written to the disk cache only when other processes kept less than half of the cores
+    busy meanwhile (`BUSY`): one taken on a busy machine is distorted, so it serves this process only and
+    the next process measures again."""
     key = curve_key(model)
     if key in _curves:
         return _curves[key]
@@ -166,11 +182,16 @@ def cost_curve(model: LoadedModel, root: Path | None = None) -> CostCurve:
         print(f"decodekit: timing {model.name}'s forward against tree size once (cached in {path.parent})",
               file=sys.stderr)
         curve = measure(model)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(prefix=f".{key}-", dir=path.parent)
-        with os.fdopen(handle, "w") as out:
-            json.dump({"model": model.name, "dtype": str(model.dtype), "threads": torch.get_num_threads(),
-                       **curve.to_json()}, out, indent=1)
-        os.replace(staging, path)
+        busy = other_load()
+        if busy >= BUSY:
+            print(f"decodekit: other processes kept {busy:.0%} of the cores busy while timing; the timings "
+                  "serve this process only and are not cached", file=sys.stderr)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, staging = tempfile.mkstemp(prefix=f".{key}-", dir=path.parent)
+            with os.fdopen(handle, "w") as out:
+                json.dump({"model": model.name, "dtype": str(model.dtype), "threads": torch.get_num_threads(),
+                           "other_load": round(busy, 2), **curve.to_json()}, out, indent=1)
+            os.replace(staging, path)
     _curves[key] = curve
     return curve
