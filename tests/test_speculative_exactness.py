@@ -3,7 +3,9 @@
 On a tiny random Llama with a 5-token vocabulary, the first 3 committed tokens of 20,000 seeded runs are
 compared with the exact distribution (enumerated: 125 outcomes) by a chi-square test at significance
 0.001, with temperature, top-k and top-p on, for chain drafts with draft probabilities q, one-hot chains,
-and trees whose nodes have several children (one-hot and sampled). A deliberately wrong acceptance rule
+trees whose nodes have several children (one-hot and sampled), and the real drafters whose trees learn
+from the target across runs: Token Recycling's and `auto`'s bandit over pld, sam, recycle, ngram and
+lookahead (with fixed tree sizes and budgets in place of the cost curve). A deliberately wrong acceptance rule
 must fail the same test. The loop, the verifier and the cache edits are the real ones; only the forward is
 served from a table of the tiny model's logits, so 20,000 runs take seconds.
 """
@@ -15,7 +17,13 @@ import torch
 from scipy.stats import chisquare
 
 import decodekit.engine as engine
+from decodekit.drafting.bandit import NO_DRAFT, Arm, BanditDrafter, BanditStats
 from decodekit.drafting.base import Draft
+from decodekit.drafting.lookahead import LookaheadDrafter
+from decodekit.drafting.ngram import NGramCounts, NGramDrafter
+from decodekit.drafting.prompt_lookup import PromptLookupDrafter
+from decodekit.drafting.suffix_automaton import SuffixAutomatonDrafter
+from decodekit.drafting.token_recycling import RecycleDrafter, RecycleState
 from decodekit.engine import DecodeRequest, Decoding
 from decodekit.sampling import SamplingConfig, target_probs
 from decodekit.verify import Verdict
@@ -121,6 +129,19 @@ class ShapedDrafter:
         pass
 
 
+def learning_drafter(shape: str):
+    """A real drafter that learns from the target across the runs (one instance serves all of them)."""
+    if shape == "recycle":
+        return RecycleDrafter(RecycleState(V, k=3), tree_size=4)
+    if shape == "auto":
+        drafters = {"pld": PromptLookupDrafter(), "sam": SuffixAutomatonDrafter(),
+                    "recycle": RecycleDrafter(RecycleState(V, k=3), tree_size=4),
+                    "ngram": NGramDrafter(NGramCounts(), tree_size=4), "lookahead": LookaheadDrafter(window=3)}
+        arms = [Arm(NO_DRAFT, 0)] + [Arm(name, budget) for name in drafters for budget in (2, 4)]
+        return BanditDrafter(drafters, BanditStats(arms))
+    return None
+
+
 def limit(draft: Draft, budget: int) -> Draft:
     """The first `budget` nodes: still a tree, since parents come before their children."""
     q = None if draft.q is None else draft.q[:budget]
@@ -143,11 +164,12 @@ def run_many(shape, runs=RUNS):
     model.eos_token_ids = frozenset()
     model.backend = TableBackend(model.model)
     draft_backend = TableBackend(tiny_model(vocab_size=V, seed=22, layers=1).model)
+    drafter = learning_drafter(shape) or ShapedDrafter(shape, draft_backend)
     counts: dict[tuple[int, ...], int] = {}
     for seed in range(runs):
         sampling = SamplingConfig(seed=seed, **SAMPLING)
         request = DecodeRequest(list(PROMPT), max_new_tokens=5, sampling=sampling, budget=4)
-        result = Decoding(model, request, ShapedDrafter(shape, draft_backend), shape).run()
+        result = Decoding(model, request, drafter, shape).run()
         key = tuple(result.token_ids[:3])
         counts[key] = counts.get(key, 0) + 1
     return counts, exact_distribution(model.backend, SamplingConfig(**SAMPLING))
@@ -180,7 +202,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("shape", ["chain_q", "chain_onehot", "tree_onehot", "tree_q"])
+@pytest.mark.parametrize("shape", ["chain_q", "chain_onehot", "tree_onehot", "tree_q", "recycle", "auto"])
 def test_committed_tokens_have_the_target_distribution(shape):
     counts, exact = run_many(shape)
     impossible = [o for o in counts if exact[o] == 0]
