@@ -18,6 +18,7 @@ from decodekit.drafting.base import Draft
 from decodekit.engine import tree_mask
 from decodekit.errors import UserError
 from decodekit.models.backend_hf import TransformersBackend
+from decodekit.models import backend_lean
 from decodekit.models.backend_lean import LeanLlamaBackend
 from decodekit.models.loading import make_backend
 from prompts import PROMPTS
@@ -122,6 +123,12 @@ def check_cache_edits(backend, prompt: list[int]) -> None:
 
 
 def test_static_cache_edits_on_tiny_model():
+    check_cache_edits(LeanLlamaBackend(tiny("gqa")), [3, 4, 5, 6, 7])
+
+
+def test_cache_edits_after_the_cache_grew_inside_a_forward(monkeypatch):
+    """A cache (and RoPE table) that grew inside the forward, under inference mode, can still be edited."""
+    monkeypatch.setattr(backend_lean, "FIRST_CAPACITY", 2)
     check_cache_edits(LeanLlamaBackend(tiny("gqa")), [3, 4, 5, 6, 7])
 
 

@@ -88,7 +88,13 @@ class StaticKVCache:
             raise ValueError(f"cannot truncate a cache of {self.length} positions to {length}")
         self.length = length
 
+    @torch.inference_mode()
     def keep(self, start: int, indices: list[int]) -> None:
+        """Keep the new positions `start + i` for i in `indices`, moved to `start`, `start + 1`, ...
+
+        In inference mode: a cache that grew inside the forward holds inference tensors, which can be
+        written in place only there.
+        """
         if indices == list(range(len(indices))):  # the common case: a prefix of the new positions
             self.truncate(start + len(indices))
             return
