@@ -1,0 +1,37 @@
+"""Greedy identity in bfloat16: where a lossless method's output parts from `ar`'s, the target was at a tie.
+
+In bfloat16 a forward over several new tokens rounds differently from one over a single token, so a method
+that verifies several tokens per forward may pick the other of two near-equal top tokens. That is the only
+acceptable cause of a difference: at the first differing position, the top two probabilities of `ar`'s own
+distribution must lie within NEAR_TIE of each other. (In float32 every method is identical to `ar`; see
+the float32 identity tests of each method. scripts/bf16_identity.py reports the rates on all 22 prompts.)
+"""
+
+import pytest
+
+from decodekit.api import generate
+from prompts import PROMPTS
+
+pytestmark = pytest.mark.integration
+
+NEAR_TIE = 0.1  # p(top-1) - p(top-2); the divergences measured on 22 prompts were all under 0.04
+METHODS = ["pld", "sam", "recycle", "lookahead", "hybrid", "auto"]
+PROMPT_COUNT = 6
+TOKENS = 32
+
+
+@pytest.fixture(scope="module")
+def references(smollm2_bf16):
+    return [generate(p, smollm2_bf16, max_new_tokens=TOKENS) for p in PROMPTS[:PROMPT_COUNT]]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bfloat16_differences_are_near_ties(smollm2_bf16, references, method):
+    for prompt, reference in zip(PROMPTS[:PROMPT_COUNT], references):
+        tokens = generate(prompt, smollm2_bf16, method=method, max_new_tokens=TOKENS).token_ids
+        if tokens == reference.token_ids:
+            continue
+        position = next((i for i, (a, b) in enumerate(zip(tokens, reference.token_ids)) if a != b),
+                        min(len(tokens), len(reference.token_ids)))
+        margins = [m for step in reference.steps for m in step.margin]  # one per token `ar` committed
+        assert position < len(margins) and margins[position] < NEAR_TIE, (method, prompt, position)
