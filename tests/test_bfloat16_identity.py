@@ -14,7 +14,7 @@ from prompts import PROMPTS
 
 pytestmark = pytest.mark.integration
 
-NEAR_TIE = 0.1  # p(top-1) - p(top-2); the divergences measured on 22 prompts were all under 0.04
+NEAR_TIE = 0.1  # p(top-1) - p(top-2); on 22 prompts, pld, sam and draft parted from ar only under 0.04
 METHODS = ["pld", "sam", "recycle", "lookahead", "hybrid", "auto"]
 PROMPT_COUNT = 6
 TOKENS = 32
