@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 # The main job: a same-run comparison of methods on the built-in quick suite with the embedded default.
 demo: setup
-	$(BIN)/decodekit bench --suite quick --methods ar,hf,pld,sam,recycle,auto --max-new-tokens 48
+	$(BIN)/decodekit bench --suite quick --methods ar,hf,pld,sam,recycle,hybrid,auto --max-new-tokens 48
 
 test: setup
 	$(BIN)/python -m pytest -q
