@@ -25,7 +25,7 @@ def cpu_has_amx_bf16() -> bool:
 
     AVX512-BF16 alone is not enough: on a 2-core Sapphire Rapids guest without AMX, one SmolLM2-135M step
     took as long in bfloat16 as in float32 (about 40 ms; oneDNN's bfloat16 products over a single row ran
-    2 to 4 times slower than float32's), and a forward over 16 tokens no cheaper, while float32 keeps every
+    1.5 to 4 times slower than float32's), and a forward over 16 tokens no cheaper, while float32 keeps every
     speculative method token-identical to plain decoding.
     """
     try:
