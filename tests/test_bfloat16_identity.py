@@ -14,7 +14,10 @@ from prompts import PROMPTS
 
 pytestmark = pytest.mark.integration
 
-NEAR_TIE = 0.1  # p(top-1) - p(top-2); on 22 prompts, pld, sam and draft parted from ar only under 0.04
+# p(top-1) - p(top-2). A logit gap of 0.5 (two to four bfloat16 steps for logits of 16 to 64) between
+# tokens at p = 0.45 and 0.27 is a margin of 0.18. Measured on 22 prompts: pld, sam and draft parted from
+# ar only under 0.04, layerskip at up to 0.10.
+NEAR_TIE = 0.2
 METHODS = ["pld", "sam", "recycle", "lookahead", "hybrid", "auto"]
 PROMPT_COUNT = 6
 TOKENS = 32
