@@ -15,16 +15,12 @@ import sys
 from pathlib import Path
 
 from decodekit.api import generate
+from decodekit.bench.runner import diverges_at
 from decodekit.methods import METHODS
 from decodekit.models import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from prompts import PROMPTS  # noqa: E402
-
-
-def first_difference(a: list[int], b: list[int]) -> int | None:
-    position = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    return None if a == b else position
 
 
 def margins(result) -> list[float]:
@@ -45,7 +41,7 @@ def main() -> None:
         divergences = []
         for prompt, reference in zip(PROMPTS, references):
             result = generate(prompt, model, method=method, max_new_tokens=args.tokens, **options)
-            position = first_difference(reference.token_ids, result.token_ids)
+            position = diverges_at(reference.token_ids, result.token_ids)
             if position is not None:
                 ar_margin = margins(reference)[position] if position < len(reference.token_ids) else None
                 divergences.append({"prompt": prompt[:40], "position": position, "ar_margin": ar_margin})

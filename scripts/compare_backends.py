@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from decodekit.api import generate
+from decodekit.bench.runner import diverges_at
 from decodekit.models import load_model
 from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models.backend_lean import LeanLlamaBackend
@@ -51,7 +52,8 @@ def speed(args) -> None:
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    position = diverges_at(a, b)
+    return len(a) if position is None else position
 
 
 def agree(args) -> None:
