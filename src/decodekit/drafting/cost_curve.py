@@ -1,17 +1,17 @@
 """How long one target forward takes against the number of new tokens in it, and the tree size it implies.
 
 A draft tree of n nodes makes the step's forward carry n + 1 new tokens (the root and the nodes). On a GPU
-that costs about the same as one token until the device saturates; on a small CPU it does not (on a 2-core
-machine a bfloat16 forward over 16 new tokens costs about 1.2x one token, a float32 one about 2x: bf16
-matrix products are memory-bound at this size, float32 ones compute-bound). So the right tree size is a
-property of the machine, the model, its dtype and the thread count, and it is measured, not assumed.
+that costs about the same as one token until the device saturates; on a small CPU it does not (on this
+project's 2-core machine, in float32 with the lean backend's packed weights, a forward over 8 new tokens
+costs about 1.5 single-token forwards and one over 16 about 1.8). So the right tree size is a property of
+the machine, the model, its dtype and the thread count, and it is measured, not assumed.
 
-`cost_curve(model)` times forwards of n new tokens (n = 1, 2, 4, ..., stopping once a forward costs more
-than `MAX_RATIO` single-token forwards, beyond which no tree pays) over a prefilled context, keeps the
-fastest of a few repeats (the least disturbed by other processes) and makes the curve non-decreasing. It is
-measured once per model, dtype, device, backend and thread count, and cached as JSON under
-`<cache root>/cost_curves/` (unless other processes kept the machine busy meanwhile); delete a file there
-to measure again.
+`cost_curve(model)` times forwards of n new tokens (every n up to 17, then 24, 32, ..., stopping once a
+forward costs more than `MAX_RATIO` single-token forwards, beyond which no tree pays) over a prefilled
+context, keeps the fastest of a few repeats (the least disturbed by other processes) and makes the curve
+non-decreasing. It is measured once per model, dtype, device, backend and thread count, and cached as JSON
+under `<cache root>/cost_curves/` (unless other processes kept the machine busy meanwhile); delete a file
+there to measure again.
 
 Sizing (in the spirit of Sequoia and DySpec): a drafter that adds nodes greedily by their estimated
 probability of being accepted, g_1 >= g_2 >= ..., expects 1 + g_1 + ... + g_n tokens from a step that costs
@@ -35,7 +35,9 @@ import torch
 from decodekit.models.conversion_cache import cache_root
 from decodekit.models.loaded import LoadedModel
 
-SIZES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)  # new tokens per forward
+# new tokens per forward: every size up to 17, where the lean backend's padding to packed row counts makes
+# the curve a staircase (flat from 3 to 8 and from 9 to 16 new tokens), then coarser
+SIZES = tuple(range(1, 18)) + (24, 32, 48, 64, 96, 128)
 MAX_RATIO = 8.0  # stop measuring once a forward costs this many single-token forwards
 CONTEXT = 256  # prefilled tokens under the timed forwards
 REPEATS = 3
@@ -137,11 +139,13 @@ def measure(model: LoadedModel, sizes: Sequence[int] = SIZES, repeats: int = REP
 
 
 def curve_key(model: LoadedModel) -> str:
-    """Names a measurement by model, weights' configuration, dtype, device, backend and thread count."""
+    """Names a measurement by model, weights' configuration, dtype, device, backend (and the row counts its
+    weights are packed for) and thread count."""
     config = model.model.config.to_json_string(use_diff=False)
     ident = "|".join([
         model.name, hashlib.sha256(config.encode()).hexdigest()[:12], str(model.dtype).removeprefix("torch."),
         str(model.device), getattr(model.backend, "name", type(model.backend).__name__),
+        f"packed{getattr(model.backend, 'packed_rows', ())}",
         f"{torch.get_num_threads()}threads",
     ])
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
