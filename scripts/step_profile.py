@@ -1,10 +1,12 @@
-"""Where one target forward's time goes on the embedded model: the lean backend with and without packed weights.
+"""Where one target forward's time goes on the embedded model: the lean backend with and without packed
+weights, and the transformers backend.
 
     python scripts/step_profile.py [--sizes 1,8,16] [--repeats 20] [--dtype float32] [--threads N]
 
 For each number of new tokens (over a 256-token context, a causal mask over the new ones, as a draft tree's
 verification has), the best wall time of `--repeats` forwards, then a torch.profiler breakdown of the same
-forward by operation kind: matrix products (linear and the packed MKL ones), attention, and the rest.
+forward by operation kind (matrix products, linear and the packed MKL ones; attention; the rest) and the
+number of operator calls the profiler saw (nested calls included), the per-operation overhead's measure.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from decodekit.models import load_model
+from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models.backend_lean import LeanLlamaBackend
 
 CONTEXT = 256
@@ -32,16 +35,18 @@ def forward_once(backend, cache, size: int) -> None:
     cache.truncate(CONTEXT)
 
 
-def breakdown(backend, cache, size: int) -> dict[str, float]:
-    """Self CPU milliseconds per kind of operation in one forward."""
+def breakdown(backend, cache, size: int) -> tuple[dict[str, float], int]:
+    """Self CPU milliseconds per kind of operation in one forward, and the number of operator calls."""
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         forward_once(backend, cache, size)
     kinds: dict[str, float] = defaultdict(float)
+    calls = 0
     for event in prof.key_averages():
+        calls += event.count
         kind = KINDS.get(event.key, "other ops")
         if kind is not None:
             kinds[kind] += event.self_cpu_time_total / 1000
-    return dict(kinds)
+    return dict(kinds), calls
 
 
 def main() -> None:
@@ -52,7 +57,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     model = load_model("smollm2-135m", dtype=args.dtype, threads=args.threads)
-    backends = {"packed": model.backend, "unpacked": LeanLlamaBackend(model.model, pack=False)}
+    backends = {"packed": model.backend, "unpacked": LeanLlamaBackend(model.model, pack=False),
+                "transformers": TransformersBackend(model.model)}
     print(f"{model.name} {args.dtype}, {torch.get_num_threads()} threads, {CONTEXT}-token context; "
           f"packed rows: {model.backend.packed_rows or 'none'}")
     for name, backend in backends.items():
@@ -65,9 +71,10 @@ def main() -> None:
                 start = time.perf_counter()
                 forward_once(backend, cache, size)
                 best = min(best, time.perf_counter() - start)
-            parts = breakdown(backend, cache, size)
+            parts, calls = breakdown(backend, cache, size)
             detail = ", ".join(f"{kind} {ms:.1f}" for kind, ms in sorted(parts.items(), key=lambda kv: -kv[1]))
-            print(f"{name:9s} {size:3d} new tokens: best {best * 1000:.1f} ms; profiled ms: {detail}")
+            print(f"{name:12s} {size:3d} new tokens: best {best * 1000:.1f} ms; {calls} operator calls; "
+                  f"profiled ms: {detail}")
 
 
 if __name__ == "__main__":
