@@ -1,6 +1,6 @@
 """The bench runner on a tiny model: method planning before any load, ar always first, interleaved repeats
-with the median time, later turns after each method's own answers, and a failing method that does not stop
-the others."""
+with the median time, later turns after each method's own answers, methods that learn apart, and a failing
+method that does not stop the others."""
 
 import pytest
 
@@ -9,6 +9,8 @@ from decodekit.bench.baselines import HFGenerate
 from decodekit.bench.outcome import Outcome
 from decodekit.bench.runner import BenchSettings, build_contenders, plan_methods, run_suite
 from decodekit.bench.suites import Prompt, Suite
+from decodekit.drafting.learning_scope import separate_learning
+from decodekit.drafting.token_recycling import shared_state
 from decodekit.errors import UserError
 from decodekit.methods import METHODS, Method
 from decodekit.sampling import SamplingConfig
@@ -175,3 +177,23 @@ def test_hf_counts_its_target_forwards(model):
     lookup = HFGenerate(model, "hf-pld")(ids, 10, SamplingConfig())
     assert lookup.token_ids == plain.token_ids
     assert lookup.forward_passes <= plain.forward_passes and lookup.draft_seconds is None
+
+
+def test_methods_learn_apart(model):
+    """recycle's pass over a prompt teaches nothing to hybrid's or auto's recycled trees, nor to the
+    process-wide state; it does teach recycle's own, for its later prompts."""
+    plans, _ = plan_methods("recycle,hybrid,auto", {}, None, "tiny")
+    contenders, _ = build_contenders(model, "tiny", plans, BenchSettings(max_new_tokens=8), 512, None)
+
+    def rows_known(scope: str | None) -> int:
+        if scope is None:
+            return int(shared_state(model).known.sum())
+        with separate_learning(scope):
+            return int(shared_state(model).known.sum())
+
+    scopes = ("recycle", "hybrid", "auto", None)
+    before = {scope: rows_known(scope) for scope in scopes}
+    contenders["recycle"](model.encode("w1 w2 w3 w4 w5", chat=False), 8, SamplingConfig())
+    after = {scope: rows_known(scope) for scope in scopes}
+    assert after["recycle"] > before["recycle"]
+    assert all(after[scope] == before[scope] for scope in ("hybrid", "auto", None))

@@ -5,6 +5,8 @@ the first prompt before any clock counts (warm-up). Then, prompt by prompt, the 
 (their order rotating from prompt to prompt), so drift on a shared machine hits every method alike; with
 `repeat` > 1 each generation is repeated in that interleaved order and its median time is kept. With
 `turns="all"` every method answers each later turn after its *own* earlier answers, as in Spec-Bench.
+Methods that learn across requests (recycle, ngram, hybrid, auto) each learn apart, from their own earlier
+prompts only: none starts a prompt from another's pass over the same text (drafting/learning_scope.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from decodekit.bench.baselines import (BASELINES, LLAMACPP, HFGenerate, LlamaCpp
                                        llamacpp_missing)
 from decodekit.bench.outcome import Outcome
 from decodekit.bench.suites import Prompt, Suite
+from decodekit.drafting.learning_scope import separate_learning
 from decodekit.engine import DecodeRequest, Decoding
 from decodekit.errors import UserError
 from decodekit.methods import METHODS, get_method
@@ -155,7 +158,8 @@ def build_contenders(model: LoadedModel, model_name: str, plans: list[MethodPlan
     for plan in plans:
         try:
             if not plan.external:
-                drafter = METHODS[plan.name].make_drafter(model, plan.options)
+                with separate_learning(plan.name):  # no method learns from another's pass over a prompt
+                    drafter = METHODS[plan.name].make_drafter(model, plan.options)
                 contenders[plan.name] = _decodekit(model, plan.name, drafter, settings.num_draft)
             elif plan.name in LLAMACPP:
                 contenders[plan.name] = LlamaCppGenerate(gguf_file(model_name), model, plan.name, n_ctx)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from decodekit.drafting.base import Draft, Drafter
+from decodekit.drafting.learning_scope import learning_scope
 from decodekit.errors import UserError
 from decodekit.sampling.config import SamplingConfig
 
@@ -86,8 +87,8 @@ _stats: dict[tuple, BanditStats] = {}
 
 
 def shared_stats(key: tuple, arms: list[Arm]) -> BanditStats:
-    """The process's statistics for `key` (e.g. the model) and this arm set."""
-    full = (key, tuple(arms))
+    """The process's statistics for `key` (e.g. the model) and this arm set, in the current learning scope."""
+    full = (learning_scope(), key, tuple(arms))
     if full not in _stats:
         _stats[full] = BanditStats(list(arms))
     return _stats[full]

@@ -14,8 +14,9 @@ rank paths with the highest products p(r_1) ... p(r_d) (best-first, so every nod
 maximises the expected accepted length for its size. Its size is then chosen from the machine's cost curve
 (`cost_curve.py`) to maximise expected tokens per second, and capped by the step's budget.
 
-The matrix and the rank statistics persist across the requests of a process (one state per model and k),
-and can be saved to and loaded from a file (`matrix_file`), written when the next request starts and at exit.
+The matrix and the rank statistics persist across the requests of a process (one state per model, k and
+learning scope, see learning_scope.py), and can be saved to and loaded from a file (`matrix_file`), written
+when the next request starts and at exit.
 
 Parameters (method options): `topk` = 8 (k, the paper's value), `tree_size` = chosen from the cost curve
 (a fixed number of nodes skips the measurement), `max_tree` = 128 (the largest template considered),
@@ -35,6 +36,7 @@ import torch
 
 from decodekit.drafting.base import Draft
 from decodekit.drafting.cost_curve import CostCurve
+from decodekit.drafting.learning_scope import learning_scope
 from decodekit.errors import UserError
 from decodekit.models.loaded import LoadedModel
 from decodekit.sampling.config import SamplingConfig
@@ -114,14 +116,15 @@ class RecycleState:
         self.dirty = False
 
 
-_states: dict[tuple[str, int, int], RecycleState] = {}
+_states: dict[tuple[str | None, str, int, int], RecycleState] = {}
 _files: dict[Path, RecycleState] = {}
 
 
 def shared_state(model: LoadedModel, k: int = TOPK, matrix_file: str | None = None) -> RecycleState:
-    """This process's state for the model and k. With `matrix_file`, it is loaded from that file the first
-    time (when the file exists), saved again whenever another drafter asks for it and at exit."""
-    key = (model.name, model.vocab_size, k)
+    """This process's state for the model and k (in the current learning scope, see learning_scope.py). With
+    `matrix_file`, it is loaded from that file the first time (when the file exists), saved again whenever
+    another drafter asks for it and at exit."""
+    key = (learning_scope(), model.name, model.vocab_size, k)
     if key not in _states:
         _states[key] = RecycleState(model.vocab_size, k)
     state = _states[key]
