@@ -20,7 +20,8 @@ calls per layer:
   to 8 new tokens took 38 to 39 ms so, against 44 to 56 ms unpacked, and one of 9 to 16 about 47 ms against
   56 to 70 ms; up to 3 new tokens (26 to 30 ms) unpacked products are faster and are kept. Packed products
   round differently from unpacked ones (logits within about 7e-5). Each packed copy takes about 1.2 times
-  the weights' memory, so models over `PACK_LIMIT_BYTES` of weights are not packed.
+  the weights' memory, so models over `PACK_LIMIT_BYTES` of weights are not packed; the copies are made by
+  the first forward that needs them, not at load.
 
 What is left of a step is almost all matrix products (see scripts/compare_backends.py for figures).
 
@@ -70,10 +71,10 @@ def unsupported_reason(model) -> str | None:
 
 
 class _Layer:
-    """One decoder layer's tensors, fused for the lean forward, and their MKL-packed copies for each number
-    of rows in `packed_rows`."""
+    """One decoder layer's tensors, fused for the lean forward, and (once `pack` ran) their MKL-packed copies
+    for each number of rows in `packed_rows`."""
 
-    def __init__(self, layer, packed_rows: tuple[int, ...]) -> None:
+    def __init__(self, layer) -> None:
         attn, mlp = layer.self_attn, layer.mlp
         self.input_norm = layer.input_layernorm.weight
         self.post_norm = layer.post_attention_layernorm.weight
@@ -83,6 +84,9 @@ class _Layer:
         self.gate_up = _fuse([mlp.gate_proj, mlp.up_proj], "weight")
         self.gate_up_bias = _fuse([mlp.gate_proj, mlp.up_proj], "bias")
         self.down, self.down_bias = mlp.down_proj.weight, mlp.down_proj.bias
+        self.qkv_packed = self.o_packed = self.gate_up_packed = self.down_packed = None
+
+    def pack(self, packed_rows: tuple[int, ...]) -> None:
         self.qkv_packed, self.o_packed, self.gate_up_packed, self.down_packed = (
             _pack(weight, packed_rows) for weight in (self.qkv, self.o, self.gate_up, self.down)
         )
@@ -148,11 +152,11 @@ class LeanLlamaBackend:
         self.context = int(config.max_position_embeddings)
         self.scale = self.head_dim**-0.5
         self.packed_rows = PACKED_ROWS if pack and packable(model) else ()
-        self.layers = [_Layer(layer, self.packed_rows) for layer in model.model.layers[: config.num_hidden_layers]]
+        self.layers = [_Layer(layer) for layer in model.model.layers[: config.num_hidden_layers]]
         self.embed = model.model.embed_tokens.weight
         self.norm = model.model.norm.weight
         self.head = model.lm_head.weight
-        self.head_packed = _pack(self.head, self.packed_rows)
+        self.head_packed = None  # packed with the layers, by the first forward that uses them
         rotary = model.model.rotary_emb
         self.inv_freq = rotary.inv_freq.detach().to(device=self.device, dtype=torch.float32)
         self.attention_scaling = float(rotary.attention_scaling)
@@ -177,6 +181,13 @@ class LeanLlamaBackend:
             len(self.layers), self.kv_heads, self.head_dim, limit=self.context, capacity=FIRST_CAPACITY,
             dtype=self.dtype, device=self.device,
         )
+
+    def _pack_weights(self) -> None:
+        """Pack every weight for `packed_rows` (about 0.7 s for SmolLM2-135M): done by the first forward that
+        uses them, so that loading and plain decoding neither wait for it nor hold the copies."""
+        for layer in self.layers:
+            layer.pack(self.packed_rows)
+        self.head_packed = _pack(self.head, self.packed_rows)
 
     def _rows(self, n: int, past: int, limit: int) -> int:
         """How many rows a forward of `n` new tokens computes: the least of `packed_rows` that holds them (and
@@ -234,7 +245,11 @@ class LeanLlamaBackend:
             self._cos, self._sin = self._rope_tables(max(int(positions.max()) + 1, 2 * self._cos.shape[0]))
         cos, sin = self._cos[positions], self._sin[positions]  # [rows, head_dim], broadcast over heads
         mask = self._mask(n, rows, past, tree_mask)
-        linear = _packed_linear if rows in self.packed_rows else _plain_linear
+        linear = _plain_linear
+        if rows in self.packed_rows:
+            if self.head_packed is None:
+                self._pack_weights()
+            linear = _packed_linear
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
         rotated_heads = heads + kv_heads
         half = head_dim // 2
