@@ -36,7 +36,7 @@ from decodekit.models.conversion_cache import cache_root
 from decodekit.models.loaded import LoadedModel
 
 # new tokens per forward: every size up to 17, where the lean backend's padding to packed row counts makes
-# the curve a staircase (flat from 3 to 8 and from 9 to 16 new tokens), then coarser
+# the curve a staircase (flat from 4 to 8 and from 9 to 16 new tokens), then coarser
 SIZES = tuple(range(1, 18)) + (24, 32, 48, 64, 96, 128)
 MAX_RATIO = 8.0  # stop measuring once a forward costs this many single-token forwards
 CONTEXT = 256  # prefilled tokens under the timed forwards
