@@ -1,10 +1,12 @@
-"""The UCB bandit over drafters and budgets: choice, discounting, eligible arms, and who observes."""
+"""The bandit over drafters and budgets: per-depth acceptance, discounting, coinciding arms, the scoring of
+every arm on the committed text, the cost curve's weight, and who observes."""
 
 import pytest
 import torch
 
 from decodekit.drafting import bandit
-from decodekit.drafting.bandit import NO_DRAFT, Arm, BanditDrafter, BanditStats, shared_stats
+from decodekit.drafting.bandit import NO_DRAFT, Arm, BanditDrafter, BanditStats, limit, matched_path, shared_stats
+from decodekit.drafting.cost_curve import CostCurve
 from decodekit.drafting.base import Draft
 from decodekit.errors import UserError
 from decodekit.sampling import SamplingConfig
@@ -28,61 +30,89 @@ class Recorder:
         self.calls.append(("observe", tuple(committed)))
 
 
-def test_untried_arms_first_then_the_best_rate():
-    stats = BanditStats([Arm("a", 1), Arm("b", 1), Arm("c", 1)])
-    assert stats.choose([0, 1, 2], exploration=0.0) == 0
-    stats.update(0, tokens=2, seconds=1.0, discount=1.0)
-    assert stats.choose([0, 1, 2], exploration=0.0) == 1
-    stats.update(1, tokens=6, seconds=1.0, discount=1.0)
-    stats.update(2, tokens=3, seconds=1.0, discount=1.0)
-    assert stats.choose([0, 1, 2], exploration=0.0) == 1
-    assert stats.choose([0, 2], exploration=0.0) == 2  # only eligible arms compete
-
-
-def test_exploration_revisits_a_rarely_pulled_arm():
-    stats = BanditStats([Arm("a", 1), Arm("b", 1)])
-    stats.update(0, tokens=10, seconds=1.0, discount=1.0)
-    stats.update(1, tokens=9, seconds=1.0, discount=1.0)
-    for _ in range(50):
-        stats.update(0, tokens=10, seconds=1.0, discount=1.0)
-    assert stats.choose([0, 1], exploration=0.0) == 0
-    assert stats.choose([0, 1], exploration=1.0) == 1
+def test_expected_accepted_sums_the_acceptance_rate_of_each_depth():
+    stats = BanditStats([Arm("a", 3)])
+    assert stats.expected_accepted(0, 2) == pytest.approx(1.0)  # unseen depths: half a token each
+    for _ in range(9):
+        stats.record(0, depth=3, accepted_length=1)
+    stats.record(0, depth=3, accepted_length=3)
+    assert stats.reached[0] == [10.0, 10.0, 10.0] and stats.accepted[0] == [10.0, 1.0, 1.0]
+    assert stats.expected_accepted(0, 1) == pytest.approx(10.5 / 11)
+    assert stats.expected_accepted(0, 3) == pytest.approx(10.5 / 11 + 2 * 1.5 / 11)
+    stats.record(0, depth=1, accepted_length=0)  # a shorter draft only counts at the depths it reached
+    assert stats.reached[0] == [11.0, 10.0, 10.0] and stats.accepted[0] == [10.0, 1.0, 1.0]
 
 
 def test_discount_forgets_old_steps():
-    stats = BanditStats([Arm("a", 1), Arm("b", 1)])
-    stats.update(0, tokens=4, seconds=1.0, discount=0.5)
-    stats.update(1, tokens=1, seconds=1.0, discount=0.5)
-    assert stats.pulls == [0.5, 1.0] and stats.tokens == [2.0, 1.0]
-    assert stats.rate(0) == 4.0  # a ratio of discounted sums: the rate itself is not discounted away
+    stats = BanditStats([Arm("a", 2)])
+    stats.record(0, depth=2, accepted_length=2)
+    stats.decay(0.5)
+    assert stats.reached[0] == [0.5, 0.5] and stats.accepted[0] == [0.5, 0.5]
+    assert stats.count(0) == 0.5
 
 
-def test_eligible_arms_collapse_under_a_small_budget():
+def test_matched_path_follows_the_first_matching_child():
+    draft = Draft([5, 6, 7, 8, 7], [-1, -1, 0, 1, 1])
+    assert matched_path(draft, [6, 7, 9]) == [1, 4]
+    assert matched_path(draft, [5, 7, 1]) == [0, 2]
+    assert matched_path(draft, [9]) == []
+
+
+def test_limit_keeps_the_leading_nodes_and_drops_auxiliary_tokens_when_cut():
+    draft = Draft([1, 2, 3], [-1, 0, 0], aux_tokens=[9], aux_depths=[1],
+                  aux_mask=torch.ones(1, 5, dtype=torch.bool))
+    assert limit(draft, 3) is draft
+    cut = limit(draft, 2)
+    assert cut.tokens == [1, 2] and cut.parents == [-1, 0] and cut.aux_tokens == []
+
+
+def test_eligible_arms_collapse_when_their_drafts_coincide():
     drafters = {"x": Recorder([1, 2, 3]), "y": Recorder([4])}
     arms = [Arm(NO_DRAFT, 0), Arm("x", 2), Arm("x", 8), Arm("x", 16), Arm("y", 2), Arm("y", 8)]
     auto = BanditDrafter(drafters, BanditStats(arms))
-    assert auto.eligible(100) == [0, 1, 2, 3, 4, 5]
-    assert auto.eligible(8) == [0, 1, 2, 4, 5]
-    assert auto.eligible(2) == [0, 1, 4]
+    proposals = {"x": Draft.chain([1, 2, 3]), "y": Draft.chain([4])}
+    assert sorted(auto.candidates(proposals, 100)) == [0, 1, 2, 4]  # x@16 drafts what x@8 does; y@8 as y@2
+    assert sorted(auto.candidates(proposals, 1)) == [0, 1, 4]
+    assert sorted(auto.candidates({"x": Draft(), "y": Draft()}, 100)) == [0]
 
 
-def test_every_drafter_observes_and_the_chosen_arm_is_rewarded():
+def test_every_arm_is_scored_on_the_text_that_followed():
     drafters = {"x": Recorder([1, 2, 3]), "y": Recorder([4])}
-    arms = [Arm(NO_DRAFT, 0), Arm("x", 2), Arm("y", 2)]
+    arms = [Arm(NO_DRAFT, 0), Arm("x", 1), Arm("x", 3), Arm("y", 1)]
     stats = BanditStats(arms)
     auto = BanditDrafter(drafters, stats, exploration=0.0)
     auto.reset([5, 6], SamplingConfig())
-    assert auto.propose([5, 6], budget=8) == Draft()  # "none" first: untried arms in order
-    auto.observe([7], torch.zeros(1, 10), Draft(), [])
-    draft = auto.propose([5, 6, 7], budget=8)
-    assert draft.tokens == [1, 2]  # x at budget 2
-    auto.observe([1, 2, 9], torch.zeros(3, 10), draft, [0, 1])
-    assert stats.pulls[0] == pytest.approx(0.99) and stats.pulls[1] == 1.0 and stats.tokens[1] == 3.0
-    assert stats.seconds[1] > 0
-    assert auto.chosen == ["none", "x@2"]
+    draft = auto.propose([5, 6], budget=8)
+    assert draft.tokens == [1, 2, 3]  # unseen: every depth is worth half a token, every forward costs alike
+    assert drafters["x"].calls.count(("propose", 3)) == 1 and drafters["y"].calls.count(("propose", 1)) == 1
+    auto.observe([1, 7], torch.zeros(4, 10), draft, [0])
+    assert stats.count(1) == 0  # the step's three-deep draft waits for a third token
+    draft = auto.propose([5, 6, 1, 7], budget=8)
+    auto.observe([4], torch.zeros(4, 10), draft, [])
+    assert stats.reached[1] == [1.0] and stats.accepted[1] == [1.0]  # x@1: [1] matched
+    assert stats.reached[2] == [1.0, 1.0, 1.0] and stats.accepted[2] == [1.0, 0.0, 0.0]  # 7 is not 2
+    assert stats.reached[3] == [1.0] and stats.accepted[3] == [0.0]  # y@1: [4] did not match 1
+    assert len(auto.pending) == 1  # the second step's drafts wait for their text
+    assert auto.chosen == ["x@3", "x@3"]
     for recorder in drafters.values():
-        assert [c for c in recorder.calls if c[0] == "observe"] == [("observe", (7,)), ("observe", (1, 2, 9))]
-    assert drafters["y"].calls.count(("propose", 2)) == 0
+        assert [c for c in recorder.calls if c[0] == "observe"] == [("observe", (1, 7)), ("observe", (4,))]
+
+
+def test_the_cost_curve_and_the_overhead_weigh_against_large_drafts():
+    drafters = {"x": Recorder([1, 2, 3, 4])}
+    arms = [Arm(NO_DRAFT, 0), Arm("x", 1), Arm("x", 4)]
+    stats = BanditStats(arms)
+    for _ in range(20):  # the first node is always accepted, the later ones never
+        stats.record(1, depth=1, accepted_length=1)
+        stats.record(2, depth=4, accepted_length=1)
+    steep = CostCurve((1, 2, 5), (0.01, 0.011, 0.03))
+    auto = BanditDrafter(drafters, stats, steep, exploration=0.0)
+    auto.reset([5], SamplingConfig())
+    assert auto.propose([5], budget=8).tokens == [1]
+    flat = CostCurve((1, 5), (0.01, 0.0101))
+    auto = BanditDrafter(drafters, stats, flat, exploration=0.0)
+    auto.reset([5], SamplingConfig())
+    assert auto.propose([5], budget=8).tokens == [1, 2, 3, 4]
 
 
 def test_stats_persist_per_key_and_arm_set(monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from decodekit.defaults import NUM_DRAFT
 from decodekit.engine import DecodeRequest, Decoding
 from decodekit.methods import get_method
 from decodekit.models import DEFAULT_MODEL, LoadedModel, load_model
@@ -32,7 +33,7 @@ def generate(
     sampling: SamplingConfig | None = None,
     stop: Sequence[str] = (),
     chat: bool | None = None,
-    num_draft: int = 8,
+    num_draft: int = NUM_DRAFT,
     stream: bool = False,
     dtype: str = "auto",
     **options: Any,

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from decodekit.defaults import NUM_DRAFT
 from decodekit.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -35,7 +36,7 @@ def generate(
     repetition_penalty: Annotated[float, typer.Option()] = 1.0,
     seed: Annotated[Optional[int], typer.Option(help="makes sampling reproducible")] = None,
     stop: Annotated[Optional[list[str]], typer.Option(help="stop string (repeatable)")] = None,
-    num_draft: Annotated[int, typer.Option(help="most draft tokens per step")] = 8,
+    num_draft: Annotated[int, typer.Option(help="most draft tokens per step")] = NUM_DRAFT,
     draft_model: Annotated[Optional[str], typer.Option(help="method draft: the drafting model")] = None,
     corpus: Annotated[Optional[str], typer.Option(help="method sam: a text or JSONL corpus file")] = None,
     skip_layers: Annotated[Optional[str], typer.Option(help="method layerskip: layers to skip, e.g. 4-9,12")] = None,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from decodekit.defaults import NUM_DRAFT
 from decodekit.drafting.base import Draft, Drafter
 from decodekit.errors import UserError
 from decodekit.models.loaded import LoadedModel
@@ -35,7 +36,7 @@ class DecodeRequest:
     max_new_tokens: int = 256
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     stop: Sequence[str] = ()
-    budget: int = 8  # the most draft nodes per step
+    budget: int = NUM_DRAFT  # the most draft nodes per step
 
     def __post_init__(self) -> None:
         if not self.prompt_ids:

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from decodekit.defaults import NUM_DRAFT
 from decodekit.errors import UserError
 
 
@@ -34,7 +35,7 @@ def bench(
         help="draft model for hf-assisted and decodekit's draft")] = None,
     option: Annotated[Optional[list[str]], typer.Option(
         help="a decodekit method option KEY=VALUE (repeatable), given to every chosen method that takes it")] = None,
-    num_draft: Annotated[int, typer.Option(help="most draft tokens per step (decodekit methods)")] = 8,
+    num_draft: Annotated[int, typer.Option(help="most draft tokens per step (decodekit methods)")] = NUM_DRAFT,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (torch and llama.cpp)")] = None,
     view: Annotated[Optional[str], typer.Option(

@@ -19,6 +19,7 @@ from decodekit.bench.baselines import (BASELINES, LLAMACPP, HFGenerate, LlamaCpp
                                        llamacpp_missing)
 from decodekit.bench.outcome import Outcome
 from decodekit.bench.suites import Prompt, Suite
+from decodekit.defaults import NUM_DRAFT
 from decodekit.drafting.learning_scope import separate_learning
 from decodekit.engine import DecodeRequest, Decoding
 from decodekit.errors import UserError
@@ -45,7 +46,7 @@ class BenchSettings:
     repeat: int = 1
     turns: str = "first"  # "first" or "all"
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    num_draft: int = 8
+    num_draft: int = NUM_DRAFT
     draft_model: str | None = None
     dtype: str = "auto"
     warmup_tokens: int = 16

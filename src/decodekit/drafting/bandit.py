@@ -1,20 +1,31 @@
-"""Online choice of drafter and draft budget as a bandit (BanditSpec, Hou et al. 2025, P045, UCBSpec).
+"""Online choice of drafter and draft budget as a bandit (BanditSpec, Hou et al. 2025, P045, UCBSpec), with
+full-information feedback.
 
-Rule: the arms are (drafter, budget) pairs and "no draft" (plain decoding). Before each step the arm with
-the highest upper confidence bound is drafted with: its throughput estimate (tokens committed / seconds
-from propose to observe, both summed over its past steps), normalised by the best arm's, plus
-`exploration` * sqrt(ln(total pulls) / its pulls). Arms never pulled go first. Statistics are discounted
-by `discount` each step (so the choice follows a request whose text changes character) and are kept for the
-process, per model and arm set, so later requests start from what earlier ones learned. Every drafter
-observes every step, whoever drafted, so each stays current (n-gram tables, adjacency matrix, automata).
+Rule: the arms are (drafter, budget) pairs and "no draft" (plain decoding). Every step, every drafter
+proposes at the largest budget; an arm's draft is the first `budget` nodes of its drafter's proposal. What
+an arm would have earned is known for every arm, not only the one that drafted: once the text that followed
+is committed (and committed text is exactly the target's output, greedy or sampled), each arm's draft is
+matched against it, and a deterministic draft node is accepted exactly when it matches (under sampling, a
+node's chance to match a sample equals its chance to be accepted by recursive rejection sampling). For each
+arm and depth k the statistics keep how often a draft that reached depth k was accepted to depth k; the
+expected accepted length of this step's draft is the sum of those rates over its depths.
 
-An arm whose budget exceeds the step's budget drafts with the step's budget; of the arms that thereby
-coincide only the one with the smallest budget is eligible.
+The arm chosen maximises (1 + expected accepted) / (forward time of its draft + step overhead), the forward
+time read from the machine's cost curve (cost_curve.py) and the overhead measured (step time beyond the
+forward), normalised by the best arm's score, plus `exploration` * sqrt(ln(total) / its count) for arms
+seldom seen. Statistics are discounted by `discount` per step (so the choice follows a request whose text
+changes character) and are kept for the process, per model and arm set, so later requests start from what
+earlier ones learned. Every drafter observes every step, whoever drafted, so each stays current (n-gram
+tables, adjacency matrix, automata). Auxiliary tokens (Lookahead's window) ride only with their own
+drafter's whole proposal.
 
-Parameters (method options of `auto`) and defaults: `drafters` = pld, sam, recycle, ngram, lookahead
-(those registered; a comma-separated list to choose), `budgets` = from the cost curve: the largest trees
-whose forward costs at most 1.25, 1.6 and 2.5 single-token forwards (a comma-separated list to fix them),
-`exploration` = 0.5, `discount` = 0.99.
+BanditSpec learns only from the arm it pulled; here a step's evaluation of all arms costs the drafters'
+proposals (tens of microseconds each for the model-free ones) and no forward, so no step is spent exploring.
+
+Parameters (method options of `auto`) and defaults: `drafters` = pld, sam, recycle, ngram (those
+registered; a comma-separated list to choose, e.g. adding lookahead), `budgets` = from the cost curve: the
+largest trees whose forward costs at most 1.25, 1.6 and 2.5 single-token forwards, and the step's budget
+(`--num-draft`) itself (a comma-separated list to fix them; a budget of 128 or more means the step's), `exploration` = 0.1, `discount` = 0.99.
 """
 
 from __future__ import annotations
@@ -26,13 +37,16 @@ from dataclasses import dataclass, field
 import torch
 
 from decodekit.drafting.base import Draft, Drafter
+from decodekit.drafting.cost_curve import CostCurve
 from decodekit.drafting.learning_scope import learning_scope
 from decodekit.errors import UserError
 from decodekit.sampling.config import SamplingConfig
 
-EXPLORATION = 0.5
+EXPLORATION = 0.1
 DISCOUNT = 0.99
 NO_DRAFT = "none"
+PRIOR = 0.5  # a depth never seen counts as half a draft accepted there, out of one
+STEP_BUDGET = 128  # an arm with this budget drafts as many nodes as the step allows (--num-draft)
 
 
 @dataclass(frozen=True)
@@ -41,46 +55,50 @@ class Arm:
     budget: int
 
     def __str__(self) -> str:
-        return self.drafter if self.drafter == NO_DRAFT else f"{self.drafter}@{self.budget}"
+        if self.drafter == NO_DRAFT:
+            return self.drafter
+        return f"{self.drafter}@{'step' if self.budget >= STEP_BUDGET else self.budget}"
 
 
 @dataclass
 class BanditStats:
-    """Discounted pulls, committed tokens and seconds per arm."""
+    """Per arm and depth k (1-based): discounted counts of drafts that reached depth k (`reached`) and of
+    those accepted to depth k (`accepted`)."""
 
     arms: list[Arm]
-    pulls: list[float] = field(default_factory=list)
-    tokens: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
+    reached: list[list[float]] = field(default_factory=list)
+    accepted: list[list[float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        n = len(self.arms)
-        self.pulls, self.tokens, self.seconds = [0.0] * n, [0.0] * n, [0.0] * n
+        self.reached = [[0.0] * arm.budget for arm in self.arms]
+        self.accepted = [[0.0] * arm.budget for arm in self.arms]
 
-    def rate(self, arm: int) -> float:
-        return self.tokens[arm] / self.seconds[arm] if self.seconds[arm] > 0 else 0.0
+    def count(self, arm: int) -> float:
+        """Discounted number of evaluated drafts of `arm` (those that reached depth 1)."""
+        return self.reached[arm][0] if self.arms[arm].budget else 0.0
 
-    def choose(self, eligible: list[int], exploration: float) -> int:
-        untried = [a for a in eligible if self.pulls[a] == 0]
-        if untried:
-            return untried[0]
-        best = max(self.rate(a) for a in eligible) or 1.0
-        log_total = math.log(max(sum(self.pulls[a] for a in eligible), 1.0))
-        return max(eligible, key=lambda a: self.rate(a) / best
-                   + exploration * math.sqrt(log_total / self.pulls[a]))
+    def expected_accepted(self, arm: int, depth: int) -> float:
+        """Expected accepted length of a draft of `arm` whose deepest node is at `depth`."""
+        reached, accepted = self.reached[arm], self.accepted[arm]
+        return sum((accepted[k] + PRIOR) / (reached[k] + 1.0) for k in range(min(depth, len(reached))))
 
-    def update(self, arm: int, tokens: int, seconds: float, discount: float) -> None:
-        for a in range(len(self.arms)):
-            self.pulls[a] *= discount
-            self.tokens[a] *= discount
-            self.seconds[a] *= discount
-        self.pulls[arm] += 1.0
-        self.tokens[arm] += tokens
-        self.seconds[arm] += seconds
+    def record(self, arm: int, depth: int, accepted_length: int) -> None:
+        for k in range(min(depth, len(self.reached[arm]))):
+            self.reached[arm][k] += 1.0
+            if k < accepted_length:
+                self.accepted[arm][k] += 1.0
+
+    def decay(self, discount: float) -> None:
+        for reached, accepted in zip(self.reached, self.accepted):
+            for k in range(len(reached)):
+                reached[k] *= discount
+                accepted[k] *= discount
 
     def summary(self) -> dict[str, dict[str, float]]:
-        return {str(arm): {"pulls": round(self.pulls[a], 2), "tokens_per_second": round(self.rate(a), 2)}
-                for a, arm in enumerate(self.arms)}
+        """Per arm: its evaluated drafts and their expected accepted length at the deepest depth seen."""
+        return {str(arm): {"drafts": round(self.count(a), 2), "expected_accepted": round(self.expected_accepted(
+                    a, sum(1 for r in self.reached[a] if r > 0)), 2)}
+                for a, arm in enumerate(self.arms) if arm.budget}
 
 
 _stats: dict[tuple, BanditStats] = {}
@@ -94,11 +112,44 @@ def shared_stats(key: tuple, arms: list[Arm]) -> BanditStats:
     return _stats[full]
 
 
-class BanditDrafter:
-    """Drafts each step with the arm UCB picks; rewards it with the step's tokens per second."""
+def limit(draft: Draft, budget: int) -> Draft:
+    """The first `budget` nodes (a tree, since parents come before children); auxiliary tokens only ride
+    with the whole draft."""
+    if len(draft) <= budget:
+        return draft
+    q = None if draft.q is None else draft.q[:budget]
+    return Draft(draft.tokens[:budget], draft.parents[:budget], q)
 
-    def __init__(self, drafters: dict[str, Drafter], stats: BanditStats, exploration: float = EXPLORATION,
-                 discount: float = DISCOUNT) -> None:
+
+def matched_path(draft: Draft, following: list[int]) -> list[int]:
+    """The nodes of the root path that matches `following` (the tokens committed after the draft's root),
+    taking the first matching child at each depth, as greedy verification does."""
+    path, node = [], -1
+    for token in following:
+        child = next((i for i in range(node + 1, len(draft)) if draft.parents[i] == node
+                      and draft.tokens[i] == token), None)
+        if child is None:
+            break
+        path.append(child)
+        node = child
+    return path
+
+
+@dataclass
+class _Pending:
+    """A step's proposals, waiting for the text that decides how far each arm's part would have matched."""
+
+    position: int  # index in the text of the first token the drafts predict
+    proposals: dict[str, Draft]  # drafter -> its whole proposal
+    arms: dict[int, int]  # arm -> how many leading nodes of its drafter's proposal it drafts
+    depth: int  # the deepest node among the proposals
+
+
+class BanditDrafter:
+    """Drafts each step with the arm whose expected tokens per second is highest; learns from every arm."""
+
+    def __init__(self, drafters: dict[str, Drafter], stats: BanditStats, curve: CostCurve | None = None,
+                 exploration: float = EXPLORATION, discount: float = DISCOUNT) -> None:
         if exploration < 0:
             raise UserError(f"auto: exploration must be >= 0, got {exploration}")
         if not 0 < discount <= 1:
@@ -108,39 +159,87 @@ class BanditDrafter:
             raise ValueError(f"arms name drafters that were not given: {sorted(unknown)}")
         self.drafters = drafters
         self.stats = stats
+        self.largest = {arm.drafter: max(b.budget for b in stats.arms if b.drafter == arm.drafter)
+                        for arm in stats.arms if arm.drafter != NO_DRAFT}
+        self.by_budget = sorted(range(len(stats.arms)), key=lambda a: stats.arms[a].budget)
+        self.curve = curve
         self.exploration = exploration
         self.discount = discount
-        self.pending: tuple[int, float] | None = None  # (arm, when its propose began)
+        self.overhead = 0.0  # seconds a step takes beyond its forward (measured; only used with a curve)
+        self.text: list[int] = []
+        self.pending: list[_Pending] = []
+        self.step: tuple[float, float] | None = None  # (when the step began, its forward time per the curve)
         self.chosen: list[str] = []  # the arm of each step of the current request
 
     def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
         for drafter in self.drafters.values():
             drafter.reset(prompt_ids, sampling)
-        self.pending = None
+        self.text = list(prompt_ids)
+        self.pending = []
+        self.step = None
         self.chosen = []
 
-    def eligible(self, budget: int) -> list[int]:
-        """Arms that differ in what they would draft under `budget` (the smallest budget of each kind)."""
-        seen: dict[tuple[str, int], int] = {}
-        for a in sorted(range(len(self.stats.arms)), key=lambda a: self.stats.arms[a].budget):
+    def forward_time(self, draft: Draft) -> float:
+        """Seconds of the target forward over the root and `draft` (every forward alike without a curve)."""
+        if self.curve is None:
+            return 1.0
+        return self.curve.time(1 + len(draft) + len(draft.aux_tokens))
+
+    def candidates(self, proposals: dict[str, Draft], budget: int) -> dict[int, Draft]:
+        """Each arm's draft for this step, for the arms that draft something and differ under `budget`
+        (per drafter, the arm with the smallest budget of each draft size)."""
+        drafts: dict[int, Draft] = {}
+        seen: set[tuple[str, int]] = set()
+        for a in self.by_budget:
             arm = self.stats.arms[a]
-            seen.setdefault((arm.drafter, min(arm.budget, budget)), a)
-        return sorted(seen.values())
+            if arm.drafter == NO_DRAFT:
+                drafts[a] = Draft()
+                continue
+            draft = limit(proposals[arm.drafter], min(arm.budget, budget))
+            if len(draft) and (arm.drafter, len(draft)) not in seen:
+                seen.add((arm.drafter, len(draft)))
+                drafts[a] = draft
+        return drafts
+
+    def score(self, arm: int, draft: Draft) -> float:
+        depth = max(draft.depths(), default=0)
+        expected = 1.0 + (self.stats.expected_accepted(arm, depth) if depth else 0.0)
+        return expected / (self.forward_time(draft) + self.overhead)
 
     def propose(self, context: list[int], budget: int) -> Draft:
         start = time.perf_counter()
-        index = self.stats.choose(self.eligible(budget), self.exploration)
-        arm = self.stats.arms[index]
-        self.pending = (index, start)
-        self.chosen.append(str(arm))
-        if arm.drafter == NO_DRAFT:
-            return Draft()
-        return self.drafters[arm.drafter].propose(context, min(arm.budget, budget))
+        proposals = {name: self.drafters[name].propose(context, min(largest, budget))
+                     for name, largest in self.largest.items()}
+        drafts = self.candidates(proposals, budget)
+        scores = {a: self.score(a, draft) for a, draft in drafts.items()}
+        best = max(scores.values())
+        log_total = math.log(max(sum(self.stats.count(a) for a in drafts), 2.0))
+        index = max(drafts, key=lambda a: scores[a] / best
+                    + (self.exploration * math.sqrt(log_total / (self.stats.count(a) + 1.0))
+                       if self.stats.arms[a].budget else 0.0))
+        arms = {a: len(d) for a, d in drafts.items() if len(d)}
+        if arms:
+            depth = max(max(p.depths(), default=0) for p in proposals.values())
+            self.pending.append(_Pending(len(context), proposals, arms, depth))
+        self.step = (start, self.forward_time(drafts[index]))
+        self.chosen.append(str(self.stats.arms[index]))
+        return drafts[index]
 
     def observe(self, committed: list[int], logits: torch.Tensor, draft: Draft, accepted: list[int]) -> None:
-        if self.pending is not None:
-            index, start = self.pending
-            self.stats.update(index, len(committed), time.perf_counter() - start, self.discount)
-            self.pending = None
+        if self.step is not None and self.curve is not None:
+            start, forward = self.step
+            beyond = max(0.0, time.perf_counter() - start - forward)
+            self.overhead = beyond if self.overhead == 0.0 else 0.9 * self.overhead + 0.1 * beyond
+        self.step = None
+        self.text.extend(committed)
+        while self.pending and self.pending[0].position + self.pending[0].depth <= len(self.text):
+            done = self.pending.pop(0)
+            following = self.text[done.position: done.position + done.depth]
+            self.stats.decay(self.discount)
+            paths = {name: matched_path(p, following) for name, p in done.proposals.items()}
+            depths = {name: p.depths() for name, p in done.proposals.items()}
+            for a, size in done.arms.items():
+                name = self.stats.arms[a].drafter
+                self.stats.record(a, max(depths[name][:size]), sum(1 for node in paths[name] if node < size))
         for drafter in self.drafters.values():
             drafter.observe(committed, logits, draft, accepted)

@@ -11,8 +11,9 @@
              options branch 4, tree_size from the cost curve, max_tree 64).
 `hybrid`     SAM-Decoding + Token Recycling (P205): the suffix match when it is long, else the recycled
              tree (drafting/hybrid.py; option threshold 5, plus corpus and recycle's options).
-`auto`       a UCB bandit over drafters x budgets, rewarded by tokens per second (BanditSpec, P045;
-             drafting/bandit.py; options drafters, budgets, exploration 0.5, discount 0.99).
+`auto`       a bandit over drafters x budgets that scores every arm on every step's committed text and
+             picks the most tokens per second (BanditSpec, P045, with full information; drafting/bandit.py;
+             options drafters, budgets, exploration 0.1, discount 0.99).
 
 Tree sizes come from this machine's measured forward cost (drafting/cost_curve.py) unless fixed.
 """
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from decodekit.drafting.bandit import DISCOUNT, EXPLORATION, NO_DRAFT, Arm, BanditDrafter, shared_stats
+from decodekit.drafting.bandit import DISCOUNT, EXPLORATION, NO_DRAFT, STEP_BUDGET, Arm, BanditDrafter, shared_stats
 from decodekit.drafting.cost_curve import cost_curve, curve_key
 from decodekit.drafting.hybrid import HybridDrafter
 from decodekit.drafting.jacobi import JacobiDrafter
@@ -41,7 +42,7 @@ LOOKAHEAD_OPTIONS = ("window", "ngram", "guesses")
 NGRAM_OPTIONS = ("branch", "tree_size", "max_tree")
 HYBRID_OPTIONS = ("threshold", "corpus") + RECYCLE_OPTIONS
 AUTO_OPTIONS = ("drafters", "budgets", "exploration", "discount")
-AUTO_DRAFTERS = ("pld", "sam", "recycle", "ngram", "lookahead")
+AUTO_DRAFTERS = ("pld", "sam", "recycle", "ngram")
 AUTO_COST_RATIOS = (1.25, 1.6, 2.5)
 
 
@@ -161,11 +162,12 @@ def make_hybrid(model: LoadedModel, options: dict[str, Any]) -> HybridDrafter:
 def make_auto(model: LoadedModel, options: dict[str, Any]) -> BanditDrafter:
     check_auto(options)
     names = auto_drafters(options)
-    budgets = auto_budgets(options) or cost_curve(model).budgets_within(AUTO_COST_RATIOS)
+    curve = cost_curve(model)
+    budgets = auto_budgets(options) or curve.budgets_within(AUTO_COST_RATIOS) + [STEP_BUDGET]
     drafters = {name: METHODS[name].make_drafter(model, {}) for name in names}
     arms = [Arm(NO_DRAFT, 0)] + [Arm(name, budget) for name in names for budget in budgets]
     stats = shared_stats((curve_key(model),), arms)
-    return BanditDrafter(drafters, stats, _number("auto", options, "exploration", EXPLORATION),
+    return BanditDrafter(drafters, stats, curve, _number("auto", options, "exploration", EXPLORATION),
                          _number("auto", options, "discount", DISCOUNT))
 
 
@@ -187,5 +189,6 @@ register(Method("ngram", "an online trigram model of the running text drafts a t
                 make_ngram, options=NGRAM_OPTIONS, check=_checker("ngram", NGRAM_OPTIONS)))
 register(Method("hybrid", "SAM-Decoding + Token Recycling: the suffix match when long, else the recycled tree",
                 make_hybrid, options=HYBRID_OPTIONS, check=check_hybrid))
-register(Method("auto", "a UCB bandit over model-free drafters and budgets, rewarded by tokens per second",
+register(Method("auto", "a bandit over model-free drafters and budgets, each scored on every step, picking "
+                        "the most tokens per second",
                 make_auto, options=AUTO_OPTIONS, check=check_auto))
