@@ -47,6 +47,7 @@ DISCOUNT = 0.99
 NO_DRAFT = "none"
 PRIOR = 0.5  # a depth never seen counts as half a draft accepted there, out of one
 STEP_BUDGET = 128  # an arm with this budget drafts as many nodes as the step allows (--num-draft)
+MAX_DEPTH = 32  # depths past this are not counted (a deeper node's chance is taken as nil)
 
 
 @dataclass(frozen=True)
@@ -62,16 +63,16 @@ class Arm:
 
 @dataclass
 class BanditStats:
-    """Per arm and depth k (1-based): discounted counts of drafts that reached depth k (`reached`) and of
-    those accepted to depth k (`accepted`)."""
+    """Per arm and depth k (1-based, up to MAX_DEPTH): discounted counts of drafts that reached depth k
+    (`reached`) and of those accepted to depth k (`accepted`)."""
 
     arms: list[Arm]
     reached: list[list[float]] = field(default_factory=list)
     accepted: list[list[float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.reached = [[0.0] * arm.budget for arm in self.arms]
-        self.accepted = [[0.0] * arm.budget for arm in self.arms]
+        self.reached = [[0.0] * min(arm.budget, MAX_DEPTH) for arm in self.arms]
+        self.accepted = [[0.0] * min(arm.budget, MAX_DEPTH) for arm in self.arms]
 
     def count(self, arm: int) -> float:
         """Discounted number of evaluated drafts of `arm` (those that reached depth 1)."""
