@@ -1,11 +1,12 @@
-"""The bandit over drafters and budgets: per-depth acceptance, discounting, coinciding arms, the scoring of
-every arm on the committed text, the cost curve's weight, and who observes."""
+"""The bandit over drafters and budgets: per-depth acceptance, match buckets, discounting, coinciding arms,
+the scoring of every arm on the committed text, the cost curve's weight, and who observes."""
 
 import pytest
 import torch
 
 from decodekit.drafting import bandit
-from decodekit.drafting.bandit import NO_DRAFT, Arm, BanditDrafter, BanditStats, limit, matched_path, shared_stats
+from decodekit.drafting.bandit import (NO_DRAFT, SHRINK, Arm, BanditDrafter, BanditStats, limit, match_bucket,
+                                      matched_path, shared_stats)
 from decodekit.drafting.cost_curve import CostCurve
 from decodekit.drafting.base import Draft
 from decodekit.errors import UserError
@@ -36,18 +37,31 @@ def test_expected_accepted_sums_the_acceptance_rate_of_each_depth():
     for _ in range(9):
         stats.record(0, depth=3, accepted_length=1)
     stats.record(0, depth=3, accepted_length=3)
-    assert stats.reached[0] == [10.0, 10.0, 10.0] and stats.accepted[0] == [10.0, 1.0, 1.0]
+    assert stats.reached[0, -1] == [10.0, 10.0, 10.0] and stats.accepted[0, -1] == [10.0, 1.0, 1.0]
     assert stats.expected_accepted(0, 1) == pytest.approx(10.5 / 11)
     assert stats.expected_accepted(0, 3) == pytest.approx(10.5 / 11 + 2 * 1.5 / 11)
     stats.record(0, depth=1, accepted_length=0)  # a shorter draft only counts at the depths it reached
-    assert stats.reached[0] == [11.0, 10.0, 10.0] and stats.accepted[0] == [10.0, 1.0, 1.0]
+    assert stats.reached[0, -1] == [11.0, 10.0, 10.0] and stats.accepted[0, -1] == [10.0, 1.0, 1.0]
+
+
+def test_a_match_bucket_leans_on_the_arm_until_it_has_drafts_of_its_own():
+    assert [match_bucket(n) for n in (None, 0, 1, 2, 3, 4, 5, 8, 9, 40)] == [0, 1, 1, 2, 3, 3, 4, 4, 5, 5]
+    stats = BanditStats([Arm("a", 1)])
+    for _ in range(9):
+        stats.record(0, depth=1, accepted_length=0, bucket=1)
+    stats.record(0, depth=1, accepted_length=1, bucket=5)
+    overall = 1.5 / 11
+    assert stats.expected_accepted(0, 1) == pytest.approx(overall)
+    assert stats.expected_accepted(0, 1, bucket=1) == pytest.approx(SHRINK * overall / (9 + SHRINK))
+    assert stats.expected_accepted(0, 1, bucket=5) == pytest.approx((1 + SHRINK * overall) / (1 + SHRINK))
+    assert stats.expected_accepted(0, 1, bucket=3) == pytest.approx(overall)
 
 
 def test_discount_forgets_old_steps():
     stats = BanditStats([Arm("a", 2)])
     stats.record(0, depth=2, accepted_length=2)
     stats.decay(0.5)
-    assert stats.reached[0] == [0.5, 0.5] and stats.accepted[0] == [0.5, 0.5]
+    assert stats.reached[0, -1] == [0.5, 0.5] and stats.accepted[0, -1] == [0.5, 0.5]
     assert stats.count(0) == 0.5
 
 
@@ -89,9 +103,10 @@ def test_every_arm_is_scored_on_the_text_that_followed():
     assert stats.count(1) == 0  # the step's three-deep draft waits for a third token
     draft = auto.propose([5, 6, 1, 7], budget=8)
     auto.observe([4], torch.zeros(4, 10), draft, [])
-    assert stats.reached[1] == [1.0] and stats.accepted[1] == [1.0]  # x@1: [1] matched
-    assert stats.reached[2] == [1.0, 1.0, 1.0] and stats.accepted[2] == [1.0, 0.0, 0.0]  # 7 is not 2
-    assert stats.reached[3] == [1.0] and stats.accepted[3] == [0.0]  # y@1: [4] did not match 1
+    assert stats.reached[1, -1] == [1.0] and stats.accepted[1, -1] == [1.0]  # x@1: [1] matched
+    assert stats.reached[2, -1] == [1.0, 1.0, 1.0] and stats.accepted[2, -1] == [1.0, 0.0, 0.0]  # 7 is not 2
+    assert stats.reached[3, -1] == [1.0] and stats.accepted[3, -1] == [0.0]  # y@1: [4] did not match 1
+    assert stats.reached[1, 0] == [1.0]  # Recorder has no match length: its drafts go to bucket 0 as well
     assert len(auto.pending) == 1  # the second step's drafts wait for their text
     assert auto.chosen == ["x@3", "x@3"]
     for recorder in drafters.values():
@@ -103,13 +118,13 @@ def test_the_cost_curve_and_the_overhead_weigh_against_large_drafts():
     arms = [Arm(NO_DRAFT, 0), Arm("x", 1), Arm("x", 4)]
     stats = BanditStats(arms)
     for _ in range(20):  # the first node is always accepted, the later ones never
-        stats.record(1, depth=1, accepted_length=1)
-        stats.record(2, depth=4, accepted_length=1)
+        stats.record(1, depth=1, accepted_length=1, bucket=0)
+        stats.record(2, depth=4, accepted_length=1, bucket=0)
     steep = CostCurve((1, 2, 5), (0.01, 0.011, 0.03))
     auto = BanditDrafter(drafters, stats, steep, exploration=0.0)
     auto.reset([5], SamplingConfig())
     assert auto.propose([5], budget=8).tokens == [1]
-    flat = CostCurve((1, 5), (0.01, 0.0101))
+    flat = CostCurve((1, 5), (0.01, 0.01))
     auto = BanditDrafter(drafters, stats, flat, exploration=0.0)
     auto.reset([5], SamplingConfig())
     assert auto.propose([5], budget=8).tokens == [1, 2, 3, 4]

@@ -24,11 +24,11 @@ def test_long_match_copies_and_short_match_recycles():
     hybrid, _ = make(threshold=3)
     text = [1, 2, 3, 4, 5, 6, 1, 2, 3]
     hybrid.reset(text, SamplingConfig())
-    assert hybrid.match_length() == 3
+    assert hybrid.longest_match() == 3
     assert hybrid.propose(text, budget=4).tokens == [4, 5, 6, 1]  # what followed 1 2 3
     short = [1, 2, 3, 4, 5, 9]
     hybrid.reset(short, SamplingConfig())
-    assert hybrid.match_length() == 0
+    assert hybrid.longest_match() == 0
     draft = hybrid.propose(short, budget=4)  # ranks 0, 0.0 (dropped: 20 has no row yet), 1
     assert draft.tokens == [20, 21] and draft.parents == [-1, -1]
 
@@ -43,7 +43,7 @@ def test_both_parts_learn_from_every_step():
     hybrid.observe([7], logits, draft, [])
     assert state.adjacency[9, 0] == 7 and state.adjacency[20, 0] == 8
     hybrid.observe([8], torch.zeros(1, V), hybrid.propose([7, 8, 9, 7], budget=0), [])
-    assert hybrid.match_length() == 2  # "7 8" ends the text and occurred before
+    assert hybrid.longest_match() == 2  # "7 8" ends the text and occurred before
     assert hybrid.propose([7, 8, 9, 7, 8], budget=3).tokens == [9, 7, 8]
 
 

@@ -58,6 +58,14 @@ def test_the_longest_matching_ngram_wins_over_more_frequent_shorter_ones():
     assert proposal([7, 1, 7, 2, 4, 7, 3, 9, 4, 7], budget=4) == chain([3, 9, 4, 7])
 
 
+def test_the_matched_ngram_length_is_kept_for_auto():
+    drafter = PromptLookupDrafter()
+    for context, n in (([7, 1, 7, 2, 4, 7, 3, 9, 4, 7], 2), ([1, 2, 3, 5, 1, 2, 3], 3), ([1, 2, 3], 0)):
+        drafter.reset(context, GREEDY)
+        drafter.propose(context, 4)
+        assert drafter.match_length == n
+
+
 def test_a_copy_reaching_the_end_of_the_text_goes_on_copying_itself():
     assert proposal([1, 2, 3, 9, 8, 7, 1, 2, 3]) == chain([9, 8, 7, 1, 2, 3, 9, 8])
     assert proposal([5, 6, 7, 9, 4, 7]) == chain([9, 4, 7, 9, 4, 7, 9, 4])

@@ -124,8 +124,10 @@ def test_the_drafter_copies_what_followed_the_longest_match():
     drafter, context = drafter_on([1, 2, 3, 9, 8, 7, 6, 5, 4, 2, 3])
     draft = drafter.propose(context, 4)
     assert draft.tokens == [9, 8, 7, 6] and draft.is_chain
+    assert drafter.match_length == 2  # [2, 3] ends the text and occurred before
     assert drafter.propose(context, 1).tokens == [9]
-    assert len(drafter_on([1, 2, 3])[0].propose([1, 2, 3], 8)) == 0
+    unmatched = drafter_on([1, 2, 3])[0]
+    assert len(unmatched.propose([1, 2, 3], 8)) == 0 and unmatched.match_length == 0
 
 
 def test_incremental_extension_equals_a_fresh_reset():

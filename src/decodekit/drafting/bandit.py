@@ -8,7 +8,10 @@ is committed (and committed text is exactly the target's output, greedy or sampl
 matched against it, and a deterministic draft node is accepted exactly when it matches (under sampling, a
 node's chance to match a sample equals its chance to be accepted by recursive rejection sampling). For each
 arm and depth k the statistics keep how often a draft that reached depth k was accepted to depth k; the
-expected accepted length of this step's draft is the sum of those rates over its depths.
+expected accepted length of this step's draft is the sum of those rates over its depths. Drafters that copy
+a match (pld, sam: a `match_length` attribute) are judged apart by how long their match is (1, 2, 3-4, 5-8,
+9+ tokens), each bucket's rates shrunk towards the arm's as if the arm's were 4 drafts: a long suffix match
+is far likelier to continue than a one-token one, the signal SAM-Decoding's hybrid switches on.
 
 The arm chosen maximises (1 + expected accepted) / (forward time of its draft + step overhead), the forward
 time read from the machine's cost curve (cost_curve.py) and the overhead measured (step time beyond the
@@ -30,6 +33,7 @@ largest trees whose forward costs at most 1.25, 1.6 and 2.5 single-token forward
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import dataclass, field
@@ -48,6 +52,8 @@ NO_DRAFT = "none"
 PRIOR = 0.5  # a depth never seen counts as half a draft accepted there, out of one
 STEP_BUDGET = 128  # an arm with this budget drafts as many nodes as the step allows (--num-draft)
 MAX_DEPTH = 32  # depths past this are not counted (a deeper node's chance is taken as nil)
+MATCH_BUCKETS = (2, 3, 5, 9)  # match lengths 1, 2, 3-4, 5-8, 9+ are judged apart
+SHRINK = 4.0  # a bucket's rates lean on the arm's overall rates as if they were this many drafts
 
 
 @dataclass(frozen=True)
@@ -61,36 +67,54 @@ class Arm:
         return f"{self.drafter}@{'step' if self.budget >= STEP_BUDGET else self.budget}"
 
 
+def match_bucket(match_length: int | None) -> int:
+    """The context a proposal is judged in: how long a match it copies (0 for drafters that do not match)."""
+    return 0 if match_length is None else 1 + bisect.bisect_right(MATCH_BUCKETS, match_length)
+
+
 @dataclass
 class BanditStats:
-    """Per arm and depth k (1-based, up to MAX_DEPTH): discounted counts of drafts that reached depth k
-    (`reached`) and of those accepted to depth k (`accepted`)."""
+    """Per arm, per match bucket (match_bucket) and depth k (1-based, up to MAX_DEPTH): discounted counts of
+    drafts that reached depth k (`reached`) and of those accepted to depth k (`accepted`). Bucket -1 holds
+    the arm's drafts of every bucket."""
 
     arms: list[Arm]
-    reached: list[list[float]] = field(default_factory=list)
-    accepted: list[list[float]] = field(default_factory=list)
+    reached: dict[tuple[int, int], list[float]] = field(default_factory=dict)
+    accepted: dict[tuple[int, int], list[float]] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.reached = [[0.0] * min(arm.budget, MAX_DEPTH) for arm in self.arms]
-        self.accepted = [[0.0] * min(arm.budget, MAX_DEPTH) for arm in self.arms]
+    def _rows(self, arm: int, bucket: int) -> tuple[list[float], list[float]]:
+        if (arm, bucket) not in self.reached:
+            depth = min(self.arms[arm].budget, MAX_DEPTH)
+            self.reached[arm, bucket], self.accepted[arm, bucket] = [0.0] * depth, [0.0] * depth
+        return self.reached[arm, bucket], self.accepted[arm, bucket]
 
     def count(self, arm: int) -> float:
         """Discounted number of evaluated drafts of `arm` (those that reached depth 1)."""
-        return self.reached[arm][0] if self.arms[arm].budget else 0.0
+        reached = self._rows(arm, -1)[0]
+        return reached[0] if reached else 0.0
 
-    def expected_accepted(self, arm: int, depth: int) -> float:
-        """Expected accepted length of a draft of `arm` whose deepest node is at `depth`."""
-        reached, accepted = self.reached[arm], self.accepted[arm]
-        return sum((accepted[k] + PRIOR) / (reached[k] + 1.0) for k in range(min(depth, len(reached))))
+    def expected_accepted(self, arm: int, depth: int, bucket: int = -1) -> float:
+        """Expected accepted length of a draft of `arm` whose deepest node is at `depth`, made in `bucket`:
+        per depth, the bucket's acceptance rate shrunk towards the arm's (worth SHRINK drafts)."""
+        all_reached, all_accepted = self._rows(arm, -1)
+        reached, accepted = self._rows(arm, bucket)
+        total = 0.0
+        for k in range(min(depth, len(reached))):
+            overall = (all_accepted[k] + PRIOR) / (all_reached[k] + 1.0)
+            total += overall if bucket == -1 else (accepted[k] + SHRINK * overall) / (reached[k] + SHRINK)
+        return total
 
-    def record(self, arm: int, depth: int, accepted_length: int) -> None:
-        for k in range(min(depth, len(self.reached[arm]))):
-            self.reached[arm][k] += 1.0
-            if k < accepted_length:
-                self.accepted[arm][k] += 1.0
+    def record(self, arm: int, depth: int, accepted_length: int, bucket: int = -1) -> None:
+        for key in {-1, bucket}:
+            reached, accepted = self._rows(arm, key)
+            for k in range(min(depth, len(reached))):
+                reached[k] += 1.0
+                if k < accepted_length:
+                    accepted[k] += 1.0
 
     def decay(self, discount: float) -> None:
-        for reached, accepted in zip(self.reached, self.accepted):
+        for key, reached in self.reached.items():
+            accepted = self.accepted[key]
             for k in range(len(reached)):
                 reached[k] *= discount
                 accepted[k] *= discount
@@ -98,7 +122,7 @@ class BanditStats:
     def summary(self) -> dict[str, dict[str, float]]:
         """Per arm: its evaluated drafts and their expected accepted length at the deepest depth seen."""
         return {str(arm): {"drafts": round(self.count(a), 2), "expected_accepted": round(self.expected_accepted(
-                    a, sum(1 for r in self.reached[a] if r > 0)), 2)}
+                    a, sum(1 for r in self._rows(a, -1)[0] if r > 0)), 2)}
                 for a, arm in enumerate(self.arms) if arm.budget}
 
 
@@ -142,6 +166,7 @@ class _Pending:
 
     position: int  # index in the text of the first token the drafts predict
     proposals: dict[str, Draft]  # drafter -> its whole proposal
+    buckets: dict[str, int]  # drafter -> the match bucket its proposal was made in
     arms: dict[int, int]  # arm -> how many leading nodes of its drafter's proposal it drafts
     depth: int  # the deepest node among the proposals
 
@@ -202,17 +227,19 @@ class BanditDrafter:
                 drafts[a] = draft
         return drafts
 
-    def score(self, arm: int, draft: Draft) -> float:
+    def score(self, arm: int, draft: Draft, bucket: int) -> float:
         depth = max(draft.depths(), default=0)
-        expected = 1.0 + (self.stats.expected_accepted(arm, depth) if depth else 0.0)
+        expected = 1.0 + (self.stats.expected_accepted(arm, depth, bucket) if depth else 0.0)
         return expected / (self.forward_time(draft) + self.overhead)
 
     def propose(self, context: list[int], budget: int) -> Draft:
         start = time.perf_counter()
         proposals = {name: self.drafters[name].propose(context, min(largest, budget))
                      for name, largest in self.largest.items()}
+        buckets = {name: match_bucket(getattr(self.drafters[name], "match_length", None)) for name in proposals}
         drafts = self.candidates(proposals, budget)
-        scores = {a: self.score(a, draft) for a, draft in drafts.items()}
+        scores = {a: self.score(a, draft, buckets.get(self.stats.arms[a].drafter, 0))
+                  for a, draft in drafts.items()}
         best = max(scores.values())
         log_total = math.log(max(sum(self.stats.count(a) for a in drafts), 2.0))
         index = max(drafts, key=lambda a: scores[a] / best
@@ -221,7 +248,7 @@ class BanditDrafter:
         arms = {a: len(d) for a, d in drafts.items() if len(d)}
         if arms:
             depth = max(max(p.depths(), default=0) for p in proposals.values())
-            self.pending.append(_Pending(len(context), proposals, arms, depth))
+            self.pending.append(_Pending(len(context), proposals, buckets, arms, depth))
         self.step = (start, self.forward_time(drafts[index]))
         self.chosen.append(str(self.stats.arms[index]))
         return drafts[index]
@@ -241,6 +268,7 @@ class BanditDrafter:
             depths = {name: p.depths() for name, p in done.proposals.items()}
             for a, size in done.arms.items():
                 name = self.stats.arms[a].drafter
-                self.stats.record(a, max(depths[name][:size]), sum(1 for node in paths[name] if node < size))
+                self.stats.record(a, max(depths[name][:size]), sum(1 for node in paths[name] if node < size),
+                                  done.buckets[name])
         for drafter in self.drafters.values():
             drafter.observe(committed, logits, draft, accepted)

@@ -31,7 +31,7 @@ class HybridDrafter:
         self.recycle = recycle
         self.threshold = threshold
 
-    def match_length(self) -> int:
+    def longest_match(self) -> int:
         """The longest suffix of the text matched by either automaton."""
         length = self.sam.dynamic.match()[1]
         if self.sam.static is not None:
@@ -43,7 +43,7 @@ class HybridDrafter:
         self.recycle.reset(prompt_ids, sampling)
 
     def propose(self, context: list[int], budget: int) -> Draft:
-        if self.match_length() >= self.threshold:
+        if self.longest_match() >= self.threshold:
             draft = self.sam.propose(context, budget)
             if len(draft):
                 return draft

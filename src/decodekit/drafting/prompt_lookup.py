@@ -36,6 +36,7 @@ class PromptLookupDrafter:
         self.max_matches = max_matches
         self.tokens: list[int] = []
         self.index: dict[tuple[int, ...], list[int]] = {}  # n-gram -> where its continuations start
+        self.match_length = 0  # the n of the last proposal's matched n-gram (0: none)
 
     def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
         self.tokens = []
@@ -58,7 +59,9 @@ class PromptLookupDrafter:
         for n in range(min(self.max_ngram, end), self.min_ngram - 1, -1):
             starts = self.index.get(tuple(self.tokens[end - n:]), [])[:-1]  # the last one is the suffix itself
             if starts:
+                self.match_length = n
                 return [self._copy(start, budget) for start in starts[::-1][: self.max_matches]]
+        self.match_length = 0
         return []
 
     def _copy(self, start: int, budget: int) -> list[int]:

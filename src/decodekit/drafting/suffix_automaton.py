@@ -118,6 +118,7 @@ class SuffixAutomatonDrafter:
         self.static = static
         self.dynamic = SuffixAutomaton()
         self.static_match = (0, 0)
+        self.match_length = 0  # how long a suffix of the text the last proposal matched
 
     def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
         self.dynamic = SuffixAutomaton()
@@ -137,6 +138,7 @@ class SuffixAutomatonDrafter:
         if len(context) != len(self.dynamic.tokens):
             raise RuntimeError("sam: propose got a context that reset and observe did not build")
         state, length = self.dynamic.match()
+        self.match_length = max(length, self.static_match[1])
         if self.static is not None and self.static_match[1] > length:
             tokens = self.static.continuation(self.static_match[0], budget)
             if tokens:  # empty only when that first occurrence ends its document
