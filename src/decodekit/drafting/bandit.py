@@ -26,9 +26,10 @@ BanditSpec learns only from the arm it pulled; here a step's evaluation of all a
 proposals (tens of microseconds each for the model-free ones) and no forward, so no step is spent exploring.
 
 Parameters (method options of `auto`) and defaults: `drafters` = pld, sam, recycle, ngram (those
-registered; a comma-separated list to choose, e.g. adding lookahead), `budgets` = from the cost curve: the
-largest trees whose forward costs at most 1.25, 1.6 and 2.5 single-token forwards, and the step's budget
-(`--num-draft`) itself (a comma-separated list to fix them; a budget of 128 or more means the step's), `exploration` = 0.1, `discount` = 0.99.
+registered; a comma-separated list to choose, e.g. adding lookahead, whose Jacobi window makes every step
+dearer), `budgets` = from the cost curve: the largest trees whose forward costs at most 1.25, 1.6 and 2.5
+single-token forwards, and the step's budget (`--num-draft`) itself (a comma-separated list to fix them; a
+budget of 128 or more means the step's), `exploration` = 0.1, `discount` = 0.99.
 """
 
 from __future__ import annotations
