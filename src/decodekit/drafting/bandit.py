@@ -120,12 +120,6 @@ class BanditStats:
                 reached[k] *= discount
                 accepted[k] *= discount
 
-    def summary(self) -> dict[str, dict[str, float]]:
-        """Per arm: its evaluated drafts and their expected accepted length at the deepest depth seen."""
-        return {str(arm): {"drafts": round(self.count(a), 2), "expected_accepted": round(self.expected_accepted(
-                    a, sum(1 for r in self._rows(a, -1)[0] if r > 0)), 2)}
-                for a, arm in enumerate(self.arms) if arm.budget}
-
 
 _stats: dict[tuple, BanditStats] = {}
 
@@ -167,6 +161,7 @@ class _Pending:
 
     position: int  # index in the text of the first token the drafts predict
     proposals: dict[str, Draft]  # drafter -> its whole proposal
+    depths: dict[str, list[int]]  # drafter -> the depth of each node of its proposal
     buckets: dict[str, int]  # drafter -> the match bucket its proposal was made in
     arms: dict[int, int]  # arm -> how many leading nodes of its drafter's proposal it drafts
     depth: int  # the deepest node among the proposals
@@ -248,8 +243,9 @@ class BanditDrafter:
                        if self.stats.arms[a].budget else 0.0))
         arms = {a: len(d) for a, d in drafts.items() if len(d)}
         if arms:
-            depth = max(max(p.depths(), default=0) for p in proposals.values())
-            self.pending.append(_Pending(len(context), proposals, buckets, arms, depth))
+            depths = {name: p.depths() for name, p in proposals.items()}
+            depth = max(max(d, default=0) for d in depths.values())
+            self.pending.append(_Pending(len(context), proposals, depths, buckets, arms, depth))
         self.step = (start, self.forward_time(drafts[index]))
         self.chosen.append(str(self.stats.arms[index]))
         return drafts[index]
@@ -266,10 +262,9 @@ class BanditDrafter:
             following = self.text[done.position: done.position + done.depth]
             self.stats.decay(self.discount)
             paths = {name: matched_path(p, following) for name, p in done.proposals.items()}
-            depths = {name: p.depths() for name, p in done.proposals.items()}
             for a, size in done.arms.items():
                 name = self.stats.arms[a].drafter
-                self.stats.record(a, max(depths[name][:size]), sum(1 for node in paths[name] if node < size),
+                self.stats.record(a, max(done.depths[name][:size]), sum(1 for node in paths[name] if node < size),
                                   done.buckets[name])
         for drafter in self.drafters.values():
             drafter.observe(committed, logits, draft, accepted)
