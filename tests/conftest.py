@@ -19,3 +19,11 @@ def smollm2_bf16():
     from decodekit.models import load_model
 
     return load_model("smollm2-135m", dtype="bfloat16")
+
+
+@pytest.fixture(scope="session")
+def smollm2_q4():
+    """The embedded default with its GGUF's own 4-bit layer weights and bfloat16 activations."""
+    from decodekit.models import load_model
+
+    return load_model("smollm2-135m", dtype="q4")

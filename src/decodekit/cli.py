@@ -41,7 +41,7 @@ def generate(
     corpus: Annotated[Optional[str], typer.Option(help="method sam: a text or JSONL corpus file")] = None,
     skip_layers: Annotated[Optional[str], typer.Option(help="method layerskip: layers to skip, e.g. 4-9,12")] = None,
     option: Annotated[Optional[list[str]], typer.Option(help="a method option KEY=VALUE (repeatable)")] = None,
-    dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, or q4 (a GGUF's 4-bit weights, bfloat16 compute)")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="send the prompt as is, without the chat template")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of streaming")] = False,
@@ -90,7 +90,7 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
     print(
         f"[{method}] {stats['new_tokens']} tokens in {stats['seconds']:.2f} s "
         f"({stats['tokens_per_second']} tokens/s), {stats['forward_passes']} forward passes, "
-        f"finish: {decoding.result.finish_reason}; model {loaded.name} {str(loaded.dtype).removeprefix('torch.')}",
+        f"finish: {decoding.result.finish_reason}; model {loaded.name} {loaded.precision}",
         file=sys.stderr,
     )
 

@@ -36,7 +36,7 @@ def bench(
     option: Annotated[Optional[list[str]], typer.Option(
         help="a decodekit method option KEY=VALUE (repeatable), given to every chosen method that takes it")] = None,
     num_draft: Annotated[int, typer.Option(help="most draft tokens per step (decodekit methods)")] = NUM_DRAFT,
-    dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, or q4 (a GGUF's 4-bit weights, bfloat16 compute)")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (torch and llama.cpp)")] = None,
     view: Annotated[Optional[str], typer.Option(
         help="question ids to show in viewer.html (comma-separated, or all; default: the first of each "
@@ -136,7 +136,7 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
         progress.update(task, completed=total, description="done")
 
     meta = {
-        "model": loaded.name, "dtype": str(loaded.dtype).removeprefix("torch."), "device": str(loaded.device),
+        "model": loaded.name, "dtype": loaded.precision, "device": str(loaded.device),
         "threads": torch.get_num_threads(), "suite": chosen.name, "max_new_tokens": max_new_tokens,
         "prompts": len(chosen.prompts), "categories": chosen.categories, "turns": turns, "repeat": repeat,
         "temperature": temperature, "seed": seed, "num_draft": num_draft, "draft_model": draft_model,

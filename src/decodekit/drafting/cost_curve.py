@@ -194,7 +194,7 @@ def cost_curve(model: LoadedModel, root: Path | None = None) -> CostCurve:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle, staging = tempfile.mkstemp(prefix=f".{key}-", dir=path.parent)
             with os.fdopen(handle, "w") as out:
-                json.dump({"model": model.name, "dtype": str(model.dtype), "threads": torch.get_num_threads(),
+                json.dump({"model": model.name, "dtype": model.precision, "threads": torch.get_num_threads(),
                            "other_load": round(busy, 2), **curve.to_json()}, out, indent=1)
             os.replace(staging, path)
     _curves[key] = curve

@@ -42,7 +42,7 @@ def draft_model_for(target: LoadedModel, name: object) -> LoadedModel:
         name = DEFAULT_DRAFT_MODELS[target.name]
     if not isinstance(name, str) or not name.strip():
         raise UserError(f"draft_model takes a model name, got {name!r}")
-    dtype = str(target.dtype).removeprefix("torch.")
+    dtype = target.precision
     if name == target.name:
         return target
     key = (name, dtype, str(target.device))

@@ -115,6 +115,11 @@ def _packed_linear(x, weight, packed, bias, rows):
     return torch.ops.mkl._mkl_linear(x, packed[rows], weight, bias, rows)
 
 
+def _int4_linear(x, weight, packed, bias, rows):
+    product = weight(x)
+    return product if bias is None else product + bias
+
+
 def _fuse(linears: list[torch.nn.Linear], name: str) -> torch.Tensor | None:
     """Concatenate the linears' weights (or biases) along the output dimension and make each module's own
     parameter a view into the result, so the fused tensor costs no extra memory."""
@@ -136,7 +141,7 @@ class LeanLlamaBackend:
     name = "lean"
 
     @torch.no_grad()
-    def __init__(self, model, pack: bool = True) -> None:
+    def __init__(self, model, pack: bool = True, int4_layers: list[dict] | None = None) -> None:
         reason = unsupported_reason(model)
         if reason is not None:
             raise UserError(f"the lean backend cannot run this model: {reason}; use backend='transformers'")
@@ -151,11 +156,17 @@ class LeanLlamaBackend:
         self.rms_norm = F.rms_norm if self.dtype == torch.float32 else rms_norm_rounding_twice
         self.context = int(config.max_position_embeddings)
         self.scale = self.head_dim**-0.5
-        self.packed_rows = PACKED_ROWS if pack and packable(model) else ()
+        self.packed_rows = PACKED_ROWS if pack and packable(model) and int4_layers is None else ()
         self.layers = [_Layer(layer) for layer in model.model.layers[: config.num_hidden_layers]]
+        self.int4 = int4_layers is not None
+        if self.int4:  # the layers' products from 4-bit weights (gguf_int4.py); the fused weights stay unused
+            self.name = "lean-q4"
+            for layer, weights in zip(self.layers, int4_layers, strict=True):
+                layer.qkv, layer.o, layer.gate_up, layer.down = (weights[k] for k in ("qkv", "o", "gate_up", "down"))
         self.embed = model.model.embed_tokens.weight
         self.norm = model.model.norm.weight
-        self.head = model.lm_head.weight
+        # q4: a float32 head, as fast over one row as bfloat16's and with logits fine enough to rarely tie
+        self.head = model.lm_head.weight.float() if self.int4 else model.lm_head.weight
         self.head_packed = None  # packed with the layers, by the first forward that uses them
         rotary = model.model.rotary_emb
         self.inv_freq = rotary.inv_freq.detach().to(device=self.device, dtype=torch.float32)
@@ -245,7 +256,7 @@ class LeanLlamaBackend:
             self._cos, self._sin = self._rope_tables(max(int(positions.max()) + 1, 2 * self._cos.shape[0]))
         cos, sin = self._cos[positions], self._sin[positions]  # [rows, head_dim], broadcast over heads
         mask = self._mask(n, rows, past, tree_mask)
-        linear = _plain_linear
+        linear = _int4_linear if self.int4 else _plain_linear
         if rows in self.packed_rows:
             if self.head_packed is None:
                 self._pack_weights()
@@ -280,6 +291,6 @@ class LeanLlamaBackend:
         if last:
             x = x[n - last : n]
         x = rms_norm(x, shape, self.norm, eps)
-        if x.shape[0] == rows:  # every row, the padding too (it makes the packed head apply), then dropped
+        if x.shape[0] == rows and rows in self.packed_rows:  # padding rows too (for the packed head), dropped
             return linear(x, self.head, self.head_packed, None, rows)[:n].float()
-        return F.linear(x, self.head).float()
+        return F.linear(x.to(self.head.dtype), self.head).float()

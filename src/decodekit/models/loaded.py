@@ -18,9 +18,11 @@ class LoadedModel:
     dtype: torch.dtype
     device: torch.device
     load_seconds: float = 0.0
+    precision: str = ""  # the --dtype it was loaded with: the dtype's name, or q4 (gguf_int4.py)
     eos_token_ids: frozenset[int] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.precision = self.precision or str(self.dtype).removeprefix("torch.")
         eos = self.model.generation_config.eos_token_id
         ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if self.tokenizer.eos_token_id is not None:

@@ -15,9 +15,11 @@ from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models.backend_lean import LeanLlamaBackend, unsupported_reason
 from decodekit.models.catalog import CATALOG, gguf_path, lookup
 from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
+from decodekit.models.gguf_int4 import int4_layers
 from decodekit.models.loaded import LoadedModel
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+Q4 = "q4"  # bfloat16 activations over the GGUF file's own 4-bit layer weights (gguf_int4.py)
 
 
 def cpu_has_amx_bf16() -> bool:
@@ -45,12 +47,14 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` is bfloat16 on a GPU or on a CPU with AMX, float32 elsewhere."""
+    """`auto` is bfloat16 on a GPU or on a CPU with AMX, float32 elsewhere; `q4` computes in bfloat16."""
+    if dtype == Q4:
+        return torch.bfloat16
     if dtype == "auto":
         fast = device.type == "cuda" or (device.type == "cpu" and cpu_has_amx_bf16())
         return torch.bfloat16 if fast else torch.float32
     if dtype not in DTYPES:
-        raise UserError(f"unknown dtype {dtype!r}: use auto, float32 or bfloat16")
+        raise UserError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or q4")
     return DTYPES[dtype]
 
 
@@ -80,17 +84,26 @@ def _convert_gguf(gguf_file: Path) -> Callable[[Path], None]:
     return build
 
 
-def _source_directory(name_or_path: str) -> tuple[str, str]:
-    """(directory or hub id to load with from_pretrained, display name)."""
+def _gguf_file(name_or_path: str) -> Path | None:
+    """The GGUF file a catalog name or a .gguf path stands for; None for directories and hub ids."""
     entry = lookup(name_or_path)
     if entry is not None:
-        gguf_file = gguf_path(entry, cache_root())
-        return str(cached_entry(entry_key(gguf_file), _convert_gguf(gguf_file), _notice)), entry.name
-    path = Path(name_or_path).expanduser()
+        return gguf_path(entry, cache_root())
     if name_or_path.endswith(".gguf"):
+        path = Path(name_or_path).expanduser()
         if not path.is_file():
             raise UserError(f"GGUF file not found: {name_or_path}")
-        return str(cached_entry(entry_key(path), _convert_gguf(path), _notice)), path.name
+        return path
+    return None
+
+
+def _source_directory(name_or_path: str, gguf_file: Path | None) -> tuple[str, str]:
+    """(directory or hub id to load with from_pretrained, display name)."""
+    if gguf_file is not None:
+        entry = lookup(name_or_path)
+        return (str(cached_entry(entry_key(gguf_file), _convert_gguf(gguf_file), _notice)),
+                entry.name if entry is not None else gguf_file.name)
+    path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError(f"{name_or_path} is a directory without config.json: not a transformers model")
@@ -123,6 +136,24 @@ def make_backend(model, backend: str = "auto"):
     return LeanLlamaBackend(model)
 
 
+def check_q4(gguf_file: Path | None, backend: str, device: torch.device) -> None:
+    """What `--dtype q4` needs before a model is loaded: a GGUF source, the CPU, the lean backend."""
+    if gguf_file is None:
+        raise UserError("--dtype q4 keeps a GGUF file's 4-bit weights: give a catalog model or a .gguf file")
+    if device.type != "cpu":
+        raise UserError("--dtype q4 runs on the CPU only (PyTorch's int4 CPU kernel)")
+    if backend == "transformers":
+        raise UserError("--dtype q4 needs the lean backend, not transformers")
+
+
+def q4_backend(model, gguf_file: Path) -> LeanLlamaBackend:
+    """The lean backend over `gguf_file`'s 4-bit layer weights, or a UserError saying why there is none."""
+    reason = unsupported_reason(model)
+    if reason is not None:
+        raise UserError(f"--dtype q4 needs the lean backend, which cannot run this model: {reason}")
+    return LeanLlamaBackend(model, int4_layers=int4_layers(gguf_file, model))
+
+
 def load_model(
     name_or_path: str = "smollm2-135m", dtype: str = "auto", device: str = "auto", threads: int | None = None,
     backend: str = "auto",
@@ -142,7 +173,10 @@ def load_model(
     start = time.perf_counter()
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    source, display = _source_directory(name_or_path)
+    gguf_file = _gguf_file(name_or_path)
+    if dtype == Q4:
+        check_q4(gguf_file, backend, torch_device)
+    source, display = _source_directory(name_or_path, gguf_file)
     offline = os.environ.get("HF_HUB_OFFLINE")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -155,8 +189,9 @@ def load_model(
         name=display,
         model=model,
         tokenizer=tokenizer,
-        backend=make_backend(model, backend),
+        backend=q4_backend(model, gguf_file) if dtype == Q4 else make_backend(model, backend),
         dtype=torch_dtype,
         device=torch_device,
         load_seconds=time.perf_counter() - start,
+        precision=dtype if dtype == Q4 else "",
     )
