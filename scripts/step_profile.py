@@ -1,7 +1,8 @@
-"""Where one target forward's time goes on the embedded model: the lean backend with and without packed
-weights, and the transformers backend.
+"""Where one target forward's time goes on the embedded model: the backend load_model picks (lean, with packed
+weights in float32, or over 4-bit weights with --dtype q4), the lean backend over plain weights, and the
+transformers backend.
 
-    python scripts/step_profile.py [--sizes 1,8,16] [--repeats 20] [--dtype float32] [--threads N]
+    python scripts/step_profile.py [--sizes 1,8,16] [--repeats 20] [--dtype float32|bfloat16|q4] [--threads N]
 
 For each number of new tokens (over a 256-token context, a causal mask over the new ones, as a draft tree's
 verification has), the best wall time of `--repeats` forwards, then a torch.profiler breakdown of the same
@@ -23,6 +24,7 @@ from decodekit.models.backend_lean import LeanLlamaBackend
 
 CONTEXT = 256
 KINDS = {"aten::addmm": "products", "aten::mm": "products", "mkl::_mkl_linear": "products",
+         "aten::_weight_int4pack_mm_for_cpu": "products",
          "aten::linear": None, "aten::_scaled_dot_product_flash_attention_for_cpu": "attention",
          "aten::scaled_dot_product_attention": None}
 
@@ -54,7 +56,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     model = load_model("smollm2-135m", dtype=args.dtype, threads=args.threads)
-    backends = {"packed": model.backend, "unpacked": LeanLlamaBackend(model.model, pack=False),
+    chosen = f"{model.backend.name}{'-packed' if model.backend.packed_rows else ''}"
+    backends = {chosen: model.backend, "lean-plain": LeanLlamaBackend(model.model, pack=False),
                 "transformers": TransformersBackend(model.model)}
     print(f"{model.name} {args.dtype}, {torch.get_num_threads()} threads, {CONTEXT}-token context; "
           f"packed rows: {model.backend.packed_rows or 'none'}")

@@ -13,7 +13,7 @@ import torch
 
 from decodekit.errors import UserError
 from decodekit.models.backend_lean import LeanLlamaBackend
-from decodekit.models.gguf_int4 import int4_layers, pack, unpack, unpermute_rows
+from decodekit.models.gguf_int4 import cached_int4_layers, int4_layers, pack, unpack, unpermute_rows
 from decodekit.models.loading import load_model
 from tiny import tiny_model
 
@@ -88,6 +88,21 @@ def test_q4_forward_agrees_with_bfloat16_over_the_same_weights(tmp_path, kind):
     logits = [backend.forward(tokens, torch.arange(7), backend.new_cache()) for backend in (q4, plain)]
     assert (logits[0] - logits[1]).abs().max() < 0.05 * logits[1].abs().max()
     assert torch.equal(logits[0].argmax(-1), logits[1].argmax(-1))
+
+
+def test_packed_weights_are_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("DECODEKIT_CACHE", str(tmp_path / "cache"))
+    loaded, path = quantised_model(tmp_path)
+    notices = []
+    first = cached_int4_layers(path, loaded.model, notices.append)
+    second = cached_int4_layers(path, loaded.model, notices.append)
+    assert len(notices) == 1 and "once" in notices[0]
+    fresh = int4_layers(path, loaded.model)
+    for layers in (first, second):
+        for layer, expected in zip(layers, fresh, strict=True):
+            for name, weight in layer.items():
+                assert torch.equal(weight.packed, expected[name].packed)
+                assert torch.equal(weight.scales_and_zeros, expected[name].scales_and_zeros)
 
 
 def test_a_file_that_disagrees_with_the_model_is_refused(tmp_path):

@@ -165,8 +165,7 @@ class LeanLlamaBackend:
                 layer.qkv, layer.o, layer.gate_up, layer.down = (weights[k] for k in ("qkv", "o", "gate_up", "down"))
         self.embed = model.model.embed_tokens.weight
         self.norm = model.model.norm.weight
-        # q4: a float32 head, as fast over one row as bfloat16's and with logits fine enough to rarely tie
-        self.head = model.lm_head.weight.float() if self.int4 else model.lm_head.weight
+        self.head = model.lm_head.weight
         self.head_packed = None  # packed with the layers, by the first forward that uses them
         rotary = model.model.rotary_emb
         self.inv_freq = rotary.inv_freq.detach().to(device=self.device, dtype=torch.float32)
@@ -293,4 +292,4 @@ class LeanLlamaBackend:
         x = rms_norm(x, shape, self.norm, eps)
         if x.shape[0] == rows and rows in self.packed_rows:  # padding rows too (for the packed head), dropped
             return linear(x, self.head, self.head_packed, None, rows)[:n].float()
-        return F.linear(x.to(self.head.dtype), self.head).float()
+        return F.linear(x, self.head).float()

@@ -14,7 +14,8 @@ the same precision, not against float32 decoding.
 Only the decoder layers' projections are kept in 4 bits; the embedding and output head (Q8_0 in this file)
 stay bfloat16. Every tensor is checked against the weights transformers loaded from the same file (after
 the row order transformers restores for the query and key projections), so a file and model that disagree
-raise instead of decoding with the wrong weights.
+raise instead of decoding with the wrong weights. The packed weights are cached next to the converted model
+(`cached_int4_layers`), so only the first load unpacks, checks and packs them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from decodekit.errors import UserError
+from decodekit.models.conversion_cache import cached_entry, entry_key
 
 GROUP = 32  # weights per GGUF 4-bit block, and per group of the int4 kernel
 
@@ -138,3 +140,22 @@ def int4_layers(gguf_file: Path, model) -> list[dict[str, Int4Weight]]:
             fused[name] = pack(concatenated(blocks), model.dtype)
         layers.append(fused)
     return layers
+
+
+def cached_int4_layers(gguf_file: Path, model, notice) -> list[dict[str, Int4Weight]]:
+    """`int4_layers`, built once per file, dtype and torch version and kept in the conversion cache."""
+    from safetensors.torch import load_file, save_file
+
+    dtype = str(model.dtype).removeprefix("torch.")
+    key = f"{entry_key(gguf_file)}-int4-{dtype}-torch{torch.__version__.replace('+', '-')}"
+
+    def build(directory: Path) -> None:
+        notice(f"packing the 4-bit weights of {gguf_file.name} once; later loads use the cache")
+        tensors = {f"{index}.{name}.{part}": getattr(weight, part)
+                   for index, layer in enumerate(int4_layers(gguf_file, model))
+                   for name, weight in layer.items() for part in ("packed", "scales_and_zeros")}
+        save_file(tensors, str(directory / "int4.safetensors"))
+
+    tensors = load_file(str(cached_entry(key, build, notice) / "int4.safetensors"))
+    return [{name: Int4Weight(tensors[f"{index}.{name}.packed"], tensors[f"{index}.{name}.scales_and_zeros"])
+             for name in LAYER_TENSORS} for index in range(len(model.model.layers))]

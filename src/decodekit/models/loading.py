@@ -15,7 +15,7 @@ from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models.backend_lean import LeanLlamaBackend, unsupported_reason
 from decodekit.models.catalog import CATALOG, gguf_path, lookup
 from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
-from decodekit.models.gguf_int4 import int4_layers
+from decodekit.models.gguf_int4 import cached_int4_layers
 from decodekit.models.loaded import LoadedModel
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -151,7 +151,7 @@ def q4_backend(model, gguf_file: Path) -> LeanLlamaBackend:
     reason = unsupported_reason(model)
     if reason is not None:
         raise UserError(f"--dtype q4 needs the lean backend, which cannot run this model: {reason}")
-    return LeanLlamaBackend(model, int4_layers=int4_layers(gguf_file, model))
+    return LeanLlamaBackend(model, int4_layers=cached_int4_layers(gguf_file, model, _notice))
 
 
 def load_model(
