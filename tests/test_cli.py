@@ -35,6 +35,7 @@ def assert_user_error(result, *fragments):
     (["generate", "hi", "--model", "/tmp/does-not-exist.gguf"], "not found"),
     (["generate", "hi", "--method", "nosuch"], "ar"),
     (["generate", "hi", "--dtype", "float8"], "dtype"),
+    (["generate", "hi", "--dtype", "q4", "--model", "/tmp"], "GGUF"),
     (["generate", "hi", "--method", "pld", "--num-draft", "0"], "--num-draft"),
     (["generate", "hi", "--method", "sam", "--corpus", "/tmp/no-such-corpus.txt"], "corpus"),
 ])
@@ -44,6 +45,12 @@ def test_bad_input(args, fragment):
 
 def test_prompt_longer_than_the_context():
     assert_user_error(run("generate", "-", "--raw", stdin="word " * 9000), "8191")
+
+
+def test_q4_generates_from_the_gguf_weights():
+    result = run("generate", "Say hi.", "--max-new-tokens", "8", "--dtype", "q4", "--method", "pld")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() and "smollm2-135m q4" in result.stderr
 
 
 def test_json_output_is_one_object():

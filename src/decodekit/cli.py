@@ -139,7 +139,8 @@ def models() -> None:
     console.print(table)
     device = resolve_device("auto")
     console.print(f"dtype auto on this machine: {str(resolve_dtype('auto', device)).removeprefix('torch.')} "
-                  f"on {device.type} (bfloat16 on a GPU or a CPU with AMX, else float32)")
+                  f"on {device.type} (bfloat16 on a GPU or a CPU with AMX, else float32); --dtype q4 keeps a "
+                  "Q4_0/Q4_1 GGUF's own 4-bit weights (bfloat16 activations)")
     root = cache_root()
     used = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
     console.print(f"cache: {root} ({used / 2**20:.0f} MiB; set DECODEKIT_CACHE to move it)")
