@@ -41,7 +41,7 @@ def generate(
     corpus: Annotated[Optional[str], typer.Option(help="method sam: a text or JSONL corpus file")] = None,
     skip_layers: Annotated[Optional[str], typer.Option(help="method layerskip: layers to skip, e.g. 4-9,12")] = None,
     option: Annotated[Optional[list[str]], typer.Option(help="a method option KEY=VALUE (repeatable)")] = None,
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, or q4 (a GGUF's 4-bit weights, bfloat16 compute)")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, or q4 (4-bit GGUF weights)")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="send the prompt as is, without the chat template")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of streaming")] = False,

@@ -36,7 +36,7 @@ def bench(
     option: Annotated[Optional[list[str]], typer.Option(
         help="a decodekit method option KEY=VALUE (repeatable), given to every chosen method that takes it")] = None,
     num_draft: Annotated[int, typer.Option(help="most draft tokens per step (decodekit methods)")] = NUM_DRAFT,
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, or q4 (a GGUF's 4-bit weights, bfloat16 compute)")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, or q4 (4-bit GGUF weights)")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (torch and llama.cpp)")] = None,
     view: Annotated[Optional[str], typer.Option(
         help="question ids to show in viewer.html (comma-separated, or all; default: the first of each "

@@ -22,6 +22,9 @@ calls per layer:
   round differently from unpacked ones (logits within about 7e-5). Each packed copy takes about 1.2 times
   the weights' memory, so models over `PACK_LIMIT_BYTES` of weights are not packed; the copies are made by
   the first forward that needs them, not at load.
+- with `int4_layers` (`--dtype q4`, gguf_int4.py), the layers' products read the GGUF file's own 4-bit
+  weights through PyTorch's int4 CPU kernel, with bfloat16 activations: a one-token step takes about half
+  the time of float32's, in a different precision (see gguf_int4.py).
 
 What is left of a step is almost all matrix products (see scripts/compare_backends.py for figures).
 
