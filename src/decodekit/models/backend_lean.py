@@ -77,16 +77,21 @@ class _Layer:
     """One decoder layer's tensors, fused for the lean forward, and (once `pack` ran) their MKL-packed copies
     for each number of rows in `packed_rows`."""
 
-    def __init__(self, layer) -> None:
+    def __init__(self, layer, int4: dict | None = None) -> None:
+        """`int4`: the layer's weights packed in 4 bits (gguf_int4.py), used instead of fusing its own."""
         attn, mlp = layer.self_attn, layer.mlp
         self.input_norm = layer.input_layernorm.weight
         self.post_norm = layer.post_attention_layernorm.weight
-        self.qkv = _fuse([attn.q_proj, attn.k_proj, attn.v_proj], "weight")
+        if int4 is None:
+            self.qkv = _fuse([attn.q_proj, attn.k_proj, attn.v_proj], "weight")
+            self.o = attn.o_proj.weight
+            self.gate_up = _fuse([mlp.gate_proj, mlp.up_proj], "weight")
+            self.down = mlp.down_proj.weight
+        else:
+            self.qkv, self.o, self.gate_up, self.down = (int4[key] for key in ("qkv", "o", "gate_up", "down"))
         self.qkv_bias = _fuse([attn.q_proj, attn.k_proj, attn.v_proj], "bias")
-        self.o, self.o_bias = attn.o_proj.weight, attn.o_proj.bias
-        self.gate_up = _fuse([mlp.gate_proj, mlp.up_proj], "weight")
         self.gate_up_bias = _fuse([mlp.gate_proj, mlp.up_proj], "bias")
-        self.down, self.down_bias = mlp.down_proj.weight, mlp.down_proj.bias
+        self.o_bias, self.down_bias = attn.o_proj.bias, mlp.down_proj.bias
         self.qkv_packed = self.o_packed = self.gate_up_packed = self.down_packed = None
 
     def pack(self, packed_rows: tuple[int, ...]) -> None:
@@ -160,12 +165,12 @@ class LeanLlamaBackend:
         self.context = int(config.max_position_embeddings)
         self.scale = self.head_dim**-0.5
         self.packed_rows = PACKED_ROWS if pack and packable(model) and int4_layers is None else ()
-        self.layers = [_Layer(layer) for layer in model.model.layers[: config.num_hidden_layers]]
-        self.int4 = int4_layers is not None
-        if self.int4:  # the layers' products from 4-bit weights (gguf_int4.py); the fused weights stay unused
+        layers = model.model.layers[: config.num_hidden_layers]
+        self.int4 = int4_layers is not None  # the layers' products from 4-bit weights (gguf_int4.py)
+        if self.int4:
             self.name = "lean-q4"
-            for layer, weights in zip(self.layers, int4_layers, strict=True):
-                layer.qkv, layer.o, layer.gate_up, layer.down = (weights[k] for k in ("qkv", "o", "gate_up", "down"))
+        self.layers = [_Layer(layer, int4) for layer, int4 in zip(layers, int4_layers or [None] * len(layers),
+                                                                 strict=True)]
         self.embed = model.model.embed_tokens.weight
         self.norm = model.model.norm.weight
         self.head = model.lm_head.weight
