@@ -4,7 +4,7 @@ the scoring of every arm on the committed text, the cost curve's weight, and who
 import pytest
 import torch
 
-from decodekit.drafting import bandit
+from decodekit.drafting import learning_scope
 from decodekit.drafting.bandit import (NO_DRAFT, SHRINK, Arm, BanditDrafter, BanditStats, limit, match_bucket,
                                       matched_path, shared_stats)
 from decodekit.drafting.cost_curve import CostCurve
@@ -131,7 +131,7 @@ def test_the_cost_curve_and_the_overhead_weigh_against_large_drafts():
 
 
 def test_stats_persist_per_key_and_arm_set(monkeypatch):
-    monkeypatch.setattr(bandit, "_stats", {})
+    monkeypatch.setattr(learning_scope, "_learned", {})
     arms = [Arm(NO_DRAFT, 0), Arm("x", 4)]
     first = shared_stats(("model",), arms)
     assert shared_stats(("model",), list(arms)) is first

@@ -197,3 +197,25 @@ def test_methods_learn_apart(model):
     after = {scope: rows_known(scope) for scope in scopes}
     assert after["recycle"] > before["recycle"]
     assert all(after[scope] == before[scope] for scope in ("hybrid", "auto", None))
+
+
+def test_every_repeat_starts_from_what_the_method_knew_before_the_first(model):
+    """A method that learns across requests must not draft a repeat from its own previous pass over the
+    same prompt: every repeat drafts exactly as the first did."""
+    plans, _ = plan_methods("ngram,recycle,auto", {}, None, "tiny")
+    settings = BenchSettings(max_new_tokens=24, repeat=3)
+    contenders, _ = build_contenders(model, "tiny", plans, settings, 512, None)
+    outcomes: dict[str, list[Outcome]] = {name: [] for name in contenders}
+
+    def spy(name):
+        def generate(*args):
+            outcomes[name].append(contenders[name](*args))
+            return outcomes[name][-1]
+        return generate
+
+    suite = Suite("s", [Prompt(1, "qa", ("w1 w2 w3 w4 w1 w2",)), Prompt(2, "qa", ("w3 w4 w5 w3 w4",))])
+    run_suite(model, suite, {name: spy(name) for name in contenders}, settings)
+    for name in ("ngram", "recycle", "auto"):
+        timed = outcomes[name][1:]  # after the warm-up: three repeats of each prompt
+        for first, *repeats in (timed[:3], timed[3:]):
+            assert all(r.trace == first.trace for r in repeats), name

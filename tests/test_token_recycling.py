@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from decodekit.drafting import learning_scope
 from decodekit.drafting import token_recycling as tr
 from decodekit.drafting.base import Draft
 from decodekit.drafting.cost_curve import CostCurve
@@ -107,7 +108,7 @@ def test_matrix_file_round_trip_and_mismatch(tmp_path):
 
 
 def test_shared_state_persists_per_model_and_uses_the_matrix_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(tr, "_states", {})
+    monkeypatch.setattr(learning_scope, "_learned", {})
     monkeypatch.setattr(tr, "_files", {})
     monkeypatch.setattr(tr.atexit, "register", lambda f: None)
     model = tiny_model(vocab_size=32)
@@ -116,7 +117,7 @@ def test_shared_state_persists_per_model_and_uses_the_matrix_file(tmp_path, monk
     saved = RecycleState(32)
     saved.update([3], torch.randn(1, 32))
     saved.save(tmp_path / "m.pt")
-    monkeypatch.setattr(tr, "_states", {})
+    monkeypatch.setattr(learning_scope, "_learned", {})
     state = shared_state(model, matrix_file=str(tmp_path / "m.pt"))
     assert torch.equal(state.adjacency, saved.adjacency)
     state.update([5], torch.randn(1, 32))  # learning, then a new request: the file is rewritten

@@ -3,7 +3,9 @@
 `ar` always runs: it is the reference for speedups and for the identity check. Each method generates once on
 the first prompt before any clock counts (warm-up). Then, prompt by prompt, the methods run one after another
 (their order rotating from prompt to prompt), so drift on a shared machine hits every method alike; with
-`repeat` > 1 each generation is repeated in that interleaved order and its median time is kept. With
+`repeat` > 1 each generation is repeated in that interleaved order, every repeat starting from what the
+method had learned before the first (not from its own previous pass over the prompt), and its median time
+is kept. With
 `turns="all"` every method answers each later turn after its *own* earlier answers, as in Spec-Bench.
 Methods that learn across requests (recycle, ngram, hybrid, auto) each learn apart, from their own earlier
 prompts only: none starts a prompt from another's pass over the same text (drafting/learning_scope.py).
@@ -20,7 +22,7 @@ from decodekit.bench.baselines import (BASELINES, LLAMACPP, HFGenerate, LlamaCpp
 from decodekit.bench.outcome import Outcome
 from decodekit.bench.suites import Prompt, Suite
 from decodekit.defaults import NUM_DRAFT
-from decodekit.drafting.learning_scope import separate_learning
+from decodekit.drafting.learning_scope import restore_learning, separate_learning, snapshot_learning
 from decodekit.engine import DecodeRequest, Decoding
 from decodekit.errors import UserError
 from decodekit.methods import METHODS, get_method
@@ -251,11 +253,14 @@ def run_suite(model: LoadedModel, suite: Suite, contenders: dict[str, Generate],
         for turn in range(len(turns)):
             runs: dict[str, list[Outcome]] = {name: [] for name in names}
             ids: dict[str, list[int]] = {}
-            for _ in range(settings.repeat):
+            learned = {name: snapshot_learning(name) for name in names} if settings.repeat > 1 else {}
+            for repeat in range(settings.repeat):
                 for name in order:
                     advance(f"{prompt.question_id} {name}")
                     if name in failed:
                         continue
+                    if repeat:
+                        restore_learning(learned[name])
                     try:
                         ids.setdefault(name, encode_conversation(model, turns[: turn + 1], answers[name]))
                         runs[name].append(contenders[name](ids[name], settings.max_new_tokens, settings.sampling))

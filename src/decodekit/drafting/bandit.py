@@ -43,7 +43,7 @@ import torch
 
 from decodekit.drafting.base import Draft, Drafter
 from decodekit.drafting.cost_curve import CostCurve
-from decodekit.drafting.learning_scope import learning_scope
+from decodekit.drafting.learning_scope import learned_state
 from decodekit.errors import UserError
 from decodekit.sampling.config import SamplingConfig
 
@@ -121,15 +121,9 @@ class BanditStats:
                 accepted[k] *= discount
 
 
-_stats: dict[tuple, BanditStats] = {}
-
-
 def shared_stats(key: tuple, arms: list[Arm]) -> BanditStats:
     """The process's statistics for `key` (e.g. the model) and this arm set, in the current learning scope."""
-    full = (learning_scope(), key, tuple(arms))
-    if full not in _stats:
-        _stats[full] = BanditStats(list(arms))
-    return _stats[full]
+    return learned_state(("bandit", key, tuple(arms)), lambda: BanditStats(list(arms)))
 
 
 def limit(draft: Draft, budget: int) -> Draft:

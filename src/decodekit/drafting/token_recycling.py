@@ -36,7 +36,7 @@ import torch
 
 from decodekit.drafting.base import Draft
 from decodekit.drafting.cost_curve import CostCurve
-from decodekit.drafting.learning_scope import learning_scope
+from decodekit.drafting.learning_scope import learned_state
 from decodekit.errors import UserError
 from decodekit.models.loaded import LoadedModel
 from decodekit.sampling.config import SamplingConfig
@@ -116,7 +116,6 @@ class RecycleState:
         self.dirty = False
 
 
-_states: dict[tuple[str | None, str, int, int], RecycleState] = {}
 _files: dict[Path, RecycleState] = {}
 
 
@@ -124,10 +123,7 @@ def shared_state(model: LoadedModel, k: int = TOPK, matrix_file: str | None = No
     """This process's state for the model and k (in the current learning scope, see learning_scope.py). With
     `matrix_file`, it is loaded from that file the first time (when the file exists), saved again whenever
     another drafter asks for it and at exit."""
-    key = (learning_scope(), model.name, model.vocab_size, k)
-    if key not in _states:
-        _states[key] = RecycleState(model.vocab_size, k)
-    state = _states[key]
+    state = learned_state(("recycle", model.name, model.vocab_size, k), lambda: RecycleState(model.vocab_size, k))
     if matrix_file is not None:
         path = Path(matrix_file).expanduser().resolve()
         if path not in _files:

@@ -28,7 +28,7 @@ from decodekit.drafting.bandit import DISCOUNT, EXPLORATION, NO_DRAFT, STEP_BUDG
 from decodekit.drafting.cost_curve import cost_curve, curve_key
 from decodekit.drafting.hybrid import HybridDrafter
 from decodekit.drafting.jacobi import JacobiDrafter
-from decodekit.drafting.learning_scope import learning_scope
+from decodekit.drafting.learning_scope import learned_state
 from decodekit.drafting.lookahead import LookaheadDrafter
 from decodekit.drafting.ngram import NGramCounts, NGramDrafter
 from decodekit.drafting.token_recycling import TOPK, RecycleDrafter, shared_state
@@ -143,12 +143,9 @@ def make_jacobi(model: LoadedModel, options: dict[str, Any]) -> JacobiDrafter:
     return JacobiDrafter(**_whole("jacobi", options, ("window",)))
 
 
-_ngram_counts: dict[tuple[str | None, str, int], NGramCounts] = {}
-
-
 def make_ngram(model: LoadedModel, options: dict[str, Any]) -> NGramDrafter:
     sizes = _whole("ngram", options, NGRAM_OPTIONS)
-    counts = _ngram_counts.setdefault((learning_scope(), model.name, model.vocab_size), NGramCounts())
+    counts = learned_state(("ngram", model.name, model.vocab_size), NGramCounts)
     return NGramDrafter(counts, None if "tree_size" in sizes else cost_curve(model), **sizes)
 
 
