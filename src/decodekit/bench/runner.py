@@ -5,8 +5,8 @@ the first prompt before any clock counts (warm-up). Then, prompt by prompt, the 
 (their order rotating from prompt to prompt), so drift on a shared machine hits every method alike; with
 `repeat` > 1 each generation is repeated in that interleaved order, every repeat starting from what the
 method had learned before the first (not from its own previous pass over the prompt), and its median time
-is kept. With
-`turns="all"` every method answers each later turn after its *own* earlier answers, as in Spec-Bench.
+is kept. With `turns="all"` every method answers each later turn after its *own* earlier answers, as in
+Spec-Bench.
 Methods that learn across requests (recycle, ngram, hybrid, auto) each learn apart, from their own earlier
 prompts only: none starts a prompt from another's pass over the same text (drafting/learning_scope.py).
 """
