@@ -22,7 +22,9 @@ def test_markdown_tables_and_notes():
                                         problems=["s.jsonl:3: not valid JSON; line skipped"]), ["ar", "fast"])
     text = render_markdown(summary, results())
     assert "| fast | 2.00x | — | 4.0 | 2.00 | 0.75 | 0% | 100% | 0% (median divergence: token 3) |" in text
-    assert "## Speedup vs ar by category" in text and "| fast | 2.00x | 2.00x |" in text
+    assert "## Speedup vs ar by category" in text
+    assert "| ar | 1.00x | 1.00x |" in text and "| fast | **2.00x** | **2.00x** |" in text  # the fastest in bold
+    assert "| fast | 2.00 | 2.00 |" in text  # mean accepted: no bold
     assert "| method | GSM8K acc |" in text and "| ar | 100% |" in text and "| fast | 0% |" in text
     assert "| fast | 1 | 1 | 3 |" in text  # the divergence table
     assert "- llamacpp did not run: not installed" in text

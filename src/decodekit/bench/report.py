@@ -61,10 +61,19 @@ def _categories(summary: dict) -> list[str]:
     return list(dict.fromkeys(c for m in summary["methods"].values() for c in m["by_category"]))
 
 
-def _by_category(summary: dict, key: str, fmt) -> str:
+def _by_category(summary: dict, key: str, fmt, mark_best: bool = False) -> str:
+    """One row per method, one column per category and overall; with `mark_best`, each column's highest
+    value (and any that read the same) in bold."""
     categories = _categories(summary)
-    rows = [[name] + [fmt(m["by_category"][c][key]) if c in m["by_category"] else "—" for c in categories]
-            + [fmt(m[key])] for name, m in summary["methods"].items()]
+    columns = [[m["by_category"].get(c, {}).get(key) for m in summary["methods"].values()] for c in categories]
+    columns.append([m[key] for m in summary["methods"].values()])
+    cells = [[fmt(v) for v in column] for column in columns]
+    if mark_best:
+        for column, shown in zip(columns, cells):
+            known = [v for v in column if v is not None]
+            best = fmt(max(known)) if known else None
+            shown[:] = [f"**{cell}**" if cell == best else cell for cell in shown]
+    rows = [[name] + [shown[i] for shown in cells] for i, name in enumerate(summary["methods"])]
     return _markdown(["method"] + categories + ["overall"], rows)
 
 
@@ -90,7 +99,9 @@ def render_markdown(summary: dict, rows: list[dict]) -> str:
         "",
         "## Speedup vs ar by category",
         "",
-        _by_category(summary, "speedup_vs_ar", _x),
+        _by_category(summary, "speedup_vs_ar", _x, mark_best=True),
+        "",
+        "The fastest method of each category is in bold.",
         "",
         "![speedup by category](speedup.png)",
         "",
