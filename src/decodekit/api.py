@@ -1,27 +1,22 @@
-"""The Python entry point: `decodekit.generate(prompt, ...)`."""
+"""The Python facade: `decodekit.generate(prompt, ...)`, and `Session` for what lives across calls.
+
+A session owns loaded models and what drafters learn; pass one (`session=`) to reuse them across calls, or a
+`LoadedModel`. Without either, a call loads its model by name for itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from decodekit.core import DecodeRequest
+from decodekit.core.request import check_request
 from decodekit.defaults import NUM_DRAFT
-from decodekit.engine import DecodeRequest, Decoding
-from decodekit.methods import get_method
-from decodekit.models import DEFAULT_MODEL, LoadedModel, load_model
-from decodekit.sampling import SamplingConfig
-
-_loaded: dict[tuple[str, str, str], LoadedModel] = {}
-
-
-def get_model(model: str | LoadedModel, dtype: str = "auto", device: str = "auto") -> LoadedModel:
-    """A LoadedModel as given, or loaded once per process by name, dtype and device."""
-    if isinstance(model, LoadedModel):
-        return model
-    key = (model, dtype, device)
-    if key not in _loaded:
-        _loaded[key] = load_model(model, dtype=dtype, device=device)
-    return _loaded[key]
+from decodekit.methods import build_decoder, get_method
+from decodekit.models import DEFAULT_MODEL, LoadedModel
+from decodekit.sampling import LogitsProcessor, SamplingConfig
+from decodekit.session import Session
+from decodekit.speculative.decoding import Decoding
 
 
 def generate(
@@ -34,21 +29,25 @@ def generate(
     stop: Sequence[str] = (),
     chat: bool | None = None,
     num_draft: int = NUM_DRAFT,
+    processors: Sequence[LogitsProcessor] = (),
     stream: bool = False,
     dtype: str = "auto",
+    session: Session | None = None,
     **options: Any,
 ):
     """Generate from `prompt` (text, or token ids sent as they are).
 
     Returns a GenerationResult, or with `stream=True` a Decoding: iterate it for text deltas, then read
-    its `.result`. `chat` applies the model's chat template (default: when it has one). Method options
-    (e.g. `draft_model`, `corpus`) are passed through to the method's drafter.
+    its `.result`. `chat` applies the model's chat template (default: when it has one). `processors` join the
+    request's logits-processor chain (sampling/processors.py). Method options (e.g. `draft_model`, `corpus`)
+    go to the method; every option and parameter is checked before a model loads.
     """
-    recipe = get_method(method, options)
+    get_method(method, options)
     sampling = sampling or SamplingConfig()
-    request_check = DecodeRequest([0], max_new_tokens, sampling, stop, num_draft)  # validates before loading
-    loaded = get_model(model, dtype=dtype)
+    check_request(max_new_tokens, sampling, stop, num_draft)
+    session = session or Session()
+    loaded = session.model(model, dtype=dtype)
     ids = list(prompt) if isinstance(prompt, list) else loaded.encode(prompt, chat)
-    request = DecodeRequest(ids, request_check.max_new_tokens, sampling, stop, num_draft)
-    decoding = Decoding(loaded, request, recipe.make_drafter(loaded, options), method)
+    request = DecodeRequest(ids, max_new_tokens, sampling, stop, num_draft, processors)
+    decoding = Decoding(loaded, request, build_decoder(method, loaded, session, options), method)
     return decoding if stream else decoding.run()

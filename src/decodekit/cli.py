@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from decodekit.defaults import NUM_DRAFT
-from decodekit.errors import UserError
+from decodekit.errors import ParameterError, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Training-free faster and better decoding for language models.")
@@ -50,6 +50,8 @@ def generate(
     """Generate text from PROMPT."""
     try:
         _generate(**locals())
+    except ParameterError as error:
+        _fail(error.message_for("--" + error.parameter.replace("_", "-")))
     except UserError as error:
         _fail(str(error))
 
@@ -58,7 +60,7 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
               epsilon_cutoff, eta_cutoff, repetition_penalty, seed, stop, num_draft, draft_model, corpus,
               skip_layers, option, dtype, threads, raw, as_json, trace) -> None:
     from decodekit.api import generate as run_generate
-    from decodekit.engine import DecodeRequest
+    from decodekit.core.request import check_request
     from decodekit.methods import get_method
     from decodekit.models import load_model
     from decodekit.sampling import SamplingConfig
@@ -73,7 +75,7 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
     options.update({k: v for k, v in
                     (("draft_model", draft_model), ("corpus", corpus), ("skip_layers", skip_layers)) if v})
     get_method(method, options)
-    DecodeRequest([0], max_new_tokens, sampling, tuple(stop or ()), num_draft)  # fail before loading
+    check_request(max_new_tokens, sampling, tuple(stop or ()), num_draft)  # fail before loading
     loaded = load_model(model, dtype=dtype, threads=threads)
     kwargs = dict(method=method, max_new_tokens=max_new_tokens, sampling=sampling, stop=tuple(stop or ()),
                   chat=False if raw else None, num_draft=num_draft, **options)

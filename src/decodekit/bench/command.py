@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from decodekit.defaults import NUM_DRAFT
-from decodekit.errors import UserError
+from decodekit.errors import ParameterError, UserError
 
 
 def bench(
@@ -52,7 +52,9 @@ def bench(
             _bench(suite, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
                    draft_model, option or [], num_draft, dtype, threads, view)
     except UserError as error:
-        print(f"decodekit: error: {error}", file=sys.stderr)
+        message = (error.message_for("--" + error.parameter.replace("_", "-")) if isinstance(error, ParameterError)
+                   else str(error))
+        print(f"decodekit: error: {message}", file=sys.stderr)
         raise typer.Exit(2) from None
 
 
@@ -82,8 +84,8 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
     from decodekit.bench.suites import load_suite
     from decodekit.bench.viewer import write_viewer
     from decodekit.cli import parse_options
-    from decodekit.models import load_model
     from decodekit.sampling import SamplingConfig
+    from decodekit.session import Session
 
     errors = Console(stderr=True)
     sampling = SamplingConfig(temperature=temperature, seed=seed)
@@ -104,10 +106,10 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
     for name, why in skipped.items():
         errors.print(f"decodekit: {name} does not run: {why}", markup=False, highlight=False)
 
-    loaded = load_model(model, dtype=dtype, threads=threads)
+    session = Session()
+    loaded = session.model(model, dtype=dtype, threads=threads)
     n_ctx = context_needed(loaded, chosen, settings)
-    contenders, unset = build_contenders(loaded, model, plans, settings, n_ctx,
-                                         lambda name: load_model(name, dtype=dtype))
+    contenders, unset = build_contenders(session, loaded, model, plans, settings, n_ctx)
     for name, why in unset.items():
         errors.print(f"decodekit: {name} does not run: {why}", markup=False, highlight=False)
     skipped.update(unset)
@@ -132,7 +134,7 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
         def notice(message: str) -> None:
             progress.console.print(f"decodekit: {message}", markup=False, highlight=False)
 
-        rows = run_suite(loaded, chosen, contenders, settings, advance, notice)
+        rows = run_suite(session, loaded, chosen, contenders, settings, advance, notice)
         progress.update(task, completed=total, description="done")
 
     meta = {

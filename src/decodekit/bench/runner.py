@@ -8,7 +8,8 @@ method had learned before the first (not from its own previous pass over the pro
 is kept. With `turns="all"` every method answers each later turn after its *own* earlier answers, as in
 Spec-Bench.
 Methods that learn across requests (recycle, ngram, hybrid, auto) each learn apart, from their own earlier
-prompts only: none starts a prompt from another's pass over the same text (drafting/learning_scope.py).
+prompts only: none starts a prompt from another's pass over the same text (each learns under its own scope
+of the session, session.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from decodekit.bench.baselines import (BASELINES, LLAMACPP, HFGenerate, LlamaCpp
 from decodekit.bench.outcome import Outcome
 from decodekit.bench.suites import Prompt, Suite
 from decodekit.defaults import NUM_DRAFT
-from decodekit.drafting.learning_scope import restore_learning, separate_learning, snapshot_learning
-from decodekit.engine import DecodeRequest, Decoding
+from decodekit.core import DecodeRequest
+from decodekit.core.request import check_request
 from decodekit.errors import UserError
-from decodekit.methods import METHODS, get_method
+from decodekit.methods import METHODS, build_decoder, get_method
 from decodekit.models.loaded import LoadedModel
 from decodekit.sampling import SamplingConfig
+from decodekit.session import Session
+from decodekit.speculative.decoder import Decoder
+from decodekit.speculative.decoding import Decoding
 from decodekit.text import TextAssembler
 
 Generate = Callable[[list[int], int, SamplingConfig], Outcome]
@@ -60,7 +64,7 @@ class BenchSettings:
             raise UserError(f"--repeat must be at least 1, got {self.repeat}")
         if self.turns not in ("first", "all"):
             raise UserError(f"--turns takes first or all, got {self.turns!r}")
-        DecodeRequest([0], self.max_new_tokens, self.sampling, (), self.num_draft)  # checks --num-draft
+        check_request(self.max_new_tokens, self.sampling, (), self.num_draft)
 
 
 def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) -> tuple[list[MethodPlan], dict]:
@@ -144,30 +148,31 @@ def context_needed(model: LoadedModel, suite: Suite, settings: BenchSettings) ->
     return min(model.context_length, longest + 16)
 
 
-def _decodekit(model: LoadedModel, name: str, drafter, num_draft: int) -> Generate:
+def _decodekit(model: LoadedModel, name: str, decoder: Decoder, num_draft: int) -> Generate:
     def generate(prompt_ids: list[int], max_new_tokens: int, sampling: SamplingConfig) -> Outcome:
         request = DecodeRequest(prompt_ids, max_new_tokens, sampling, (), num_draft)
-        return Outcome.from_result(Decoding(model, request, drafter, name).run())
+        return Outcome.from_result(Decoding(model, request, decoder, name).run())
 
     return generate
 
 
-def build_contenders(model: LoadedModel, model_name: str, plans: list[MethodPlan], settings: BenchSettings,
-                     n_ctx: int, load_draft: Callable[[str], LoadedModel]) -> tuple[dict[str, Generate], dict]:
+def build_contenders(session: Session, model: LoadedModel, model_name: str, plans: list[MethodPlan],
+                     settings: BenchSettings, n_ctx: int) -> tuple[dict[str, Generate], dict]:
     """One generate function per method, set up once (drafters, draft models, llama.cpp contexts), and
-    {method: why} for the methods that `all` brought in but that cannot be set up on this model."""
+    {method: why} for the methods that `all` brought in but that cannot be set up on this model. Each
+    decodekit method keeps what it learns in `session` under its own name as learning scope."""
     contenders: dict[str, Generate] = {}
     unset: dict[str, str] = {}
     for plan in plans:
         try:
             if not plan.external:
-                with separate_learning(plan.name):  # no method learns from another's pass over a prompt
-                    drafter = METHODS[plan.name].make_drafter(model, plan.options)
-                contenders[plan.name] = _decodekit(model, plan.name, drafter, settings.num_draft)
+                decoder = build_decoder(plan.name, model, session, plan.options, scope=plan.name)
+                contenders[plan.name] = _decodekit(model, plan.name, decoder, settings.num_draft)
             elif plan.name in LLAMACPP:
                 contenders[plan.name] = LlamaCppGenerate(gguf_file(model_name), model, plan.name, n_ctx)
             else:
-                assistant = load_draft(settings.draft_model) if plan.name == "hf-assisted" else None
+                assistant = (session.model(settings.draft_model, dtype=settings.dtype) if plan.name == "hf-assisted"
+                             else None)
                 contenders[plan.name] = HFGenerate(model, plan.name, assistant)
         except UserError as error:
             if plan.named:
@@ -235,7 +240,7 @@ def count_generations(suite: Suite, methods: int, settings: BenchSettings) -> in
     return turns * methods * settings.repeat
 
 
-def run_suite(model: LoadedModel, suite: Suite, contenders: dict[str, Generate], settings: BenchSettings,
+def run_suite(session: Session, model: LoadedModel, suite: Suite, contenders: dict[str, Generate], settings: BenchSettings,
               advance: Callable[[str], None] = lambda label: None,
               notice: Callable[[str], None] = lambda message: None) -> list[dict]:
     """Every prompt (and turn) through every contender: one results row per prompt, turn and method."""
@@ -253,14 +258,14 @@ def run_suite(model: LoadedModel, suite: Suite, contenders: dict[str, Generate],
         for turn in range(len(turns)):
             runs: dict[str, list[Outcome]] = {name: [] for name in names}
             ids: dict[str, list[int]] = {}
-            learned = {name: snapshot_learning(name) for name in names} if settings.repeat > 1 else {}
+            learned = {name: session.snapshot(name) for name in names} if settings.repeat > 1 else {}
             for repeat in range(settings.repeat):
                 for name in order:
                     advance(f"{prompt.question_id} {name}")
                     if name in failed:
                         continue
                     if repeat:
-                        restore_learning(learned[name])
+                        session.restore(learned[name], name)
                     try:
                         ids.setdefault(name, encode_conversation(model, turns[: turn + 1], answers[name]))
                         runs[name].append(contenders[name](ids[name], settings.max_new_tokens, settings.sampling))

@@ -43,9 +43,9 @@ import torch
 
 from decodekit.drafting.base import Draft, Drafter
 from decodekit.drafting.cost_curve import CostCurve
-from decodekit.drafting.learning_scope import learned_state
+from decodekit.drafting.state_store import StateStore
 from decodekit.errors import UserError
-from decodekit.sampling.config import SamplingConfig
+from decodekit.sampling.sampler import Sampler
 
 EXPLORATION = 0.1
 DISCOUNT = 0.99
@@ -121,9 +121,9 @@ class BanditStats:
                 accepted[k] *= discount
 
 
-def shared_stats(key: tuple, arms: list[Arm]) -> BanditStats:
+def shared_stats(store: StateStore, key: tuple, arms: list[Arm]) -> BanditStats:
     """The process's statistics for `key` (e.g. the model) and this arm set, in the current learning scope."""
-    return learned_state(("bandit", key, tuple(arms)), lambda: BanditStats(list(arms)))
+    return store.learned(("bandit", key, tuple(arms)), lambda: BanditStats(list(arms)))
 
 
 def limit(draft: Draft, budget: int) -> Draft:
@@ -164,6 +164,8 @@ class _Pending:
 class BanditDrafter:
     """Drafts each step with the arm whose expected tokens per second is highest; learns from every arm."""
 
+    forward_passes = 0  # model-free: no drafting forwards
+
     def __init__(self, drafters: dict[str, Drafter], stats: BanditStats, curve: CostCurve | None = None,
                  exploration: float = EXPLORATION, discount: float = DISCOUNT) -> None:
         if exploration < 0:
@@ -187,9 +189,9 @@ class BanditDrafter:
         self.step: tuple[float, float] | None = None  # (when the step began, its forward time per the curve)
         self.chosen: list[str] = []  # the arm of each step of the current request
 
-    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
+    def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
         for drafter in self.drafters.values():
-            drafter.reset(prompt_ids, sampling)
+            drafter.reset(prompt_ids, sampler)
         self.text = list(prompt_ids)
         self.pending = []
         self.step = None

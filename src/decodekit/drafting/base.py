@@ -21,7 +21,7 @@ from typing import Protocol
 
 import torch
 
-from decodekit.sampling.config import SamplingConfig
+from decodekit.sampling.sampler import Sampler
 
 
 @dataclass
@@ -66,9 +66,12 @@ class Draft:
 class Drafter(Protocol):
     """Proposes continuations of the committed context and learns from what the target accepted."""
 
-    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
+    forward_passes: int  # forwards of a drafting model in the current request (0 for model-free drafters)
+
+    def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
         """Start a new request whose prompt is `prompt_ids`. A drafter that samples its own tokens with
-        probabilities q must apply the same `sampling` warpers to q (and draw from its own generator)."""
+        probabilities q must take q from `sampler.probs` over its own logits and paths (the request's whole
+        processor chain), and draw from its own generator."""
 
     def propose(self, context: list[int], budget: int) -> Draft:
         """A draft tree of at most `budget` nodes continuing `context` (prompt + committed output)."""

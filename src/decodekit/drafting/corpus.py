@@ -1,5 +1,5 @@
 """A user's corpus for retrieval drafting: read a text or JSONL file, tokenise it with the target's tokenizer,
-and build its static suffix automaton once per file version and tokenizer.
+and build its static suffix automaton once per file version and tokenizer (kept by the session).
 
 A `.jsonl` file holds one JSON object per line; every string under the keys in TEXT_KEYS is one document,
 found also inside lists and nested objects (Spec-Bench's "turns", chat "messages" with "content"). Any other
@@ -10,16 +10,13 @@ UserError with a one-line message.
 from __future__ import annotations
 
 import json
-import weakref
 from pathlib import Path
 
+from decodekit.drafting.state_store import StateStore
 from decodekit.drafting.suffix_automaton import SuffixAutomaton
 from decodekit.errors import UserError
 
 TEXT_KEYS = ("text", "turns", "reference", "prompt", "response", "completion", "output", "content", "messages")
-
-_built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> {(path, mtime, size): automaton}
-
 
 def _strings(value: object) -> list[str]:
     if isinstance(value, str):
@@ -56,17 +53,18 @@ def read_documents(path: str | Path) -> list[str]:
     return documents
 
 
-def corpus_automaton(path: str | Path, tokenizer) -> SuffixAutomaton:
-    """The static suffix automaton of the corpus at `path`, built on first use and kept while the tokenizer
-    lives (until the file changes)."""
+def corpus_automaton(path: str | Path, tokenizer, store: StateStore) -> SuffixAutomaton:
+    """The static suffix automaton of the corpus at `path`, built on first use and kept in the session's
+    `store` (per file version and tokenizer)."""
     path = Path(path)
     try:
         stat = path.resolve().stat()
     except OSError as error:
         raise UserError(f"cannot read corpus {str(path)!r}: {error.strerror or type(error).__name__}") from None
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    built = _built.setdefault(tokenizer, {})
-    if key not in built:
+    key = ("corpus", id(tokenizer), str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+    def build() -> SuffixAutomaton:
         documents = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in read_documents(path)]
-        built[key] = SuffixAutomaton.over_documents(documents)
-    return built[key]
+        return SuffixAutomaton.over_documents(documents)
+
+    return store.kept(key, build)

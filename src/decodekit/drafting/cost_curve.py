@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from decodekit.drafting.state_store import StateStore
 from decodekit.models.conversion_cache import cache_root
 from decodekit.models.loaded import LoadedModel
 
@@ -144,15 +145,11 @@ def curve_key(model: LoadedModel) -> str:
     config = model.model.config.to_json_string(use_diff=False)
     ident = "|".join([
         model.name, hashlib.sha256(config.encode()).hexdigest()[:12], str(model.dtype).removeprefix("torch."),
-        str(model.device), getattr(model.backend, "name", type(model.backend).__name__),
-        f"packed{getattr(model.backend, 'packed_rows', ())}",
+        str(model.device), model.backend.name, f"packed{model.backend.packed_rows}",
         f"{torch.get_num_threads()}threads",
     ])
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
     return f"{safe}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
-
-
-_curves: dict[str, CostCurve] = {}
 
 
 def other_load() -> float:
@@ -166,15 +163,17 @@ def other_load() -> float:
     return max(0.0, load - torch.get_num_threads()) / cores
 
 
-def cost_curve(model: LoadedModel, root: Path | None = None) -> CostCurve:
-    """The model's cost curve: from this process's memory, else from the disk cache, else measured now.
+def cost_curve(model: LoadedModel, store: StateStore, root: Path | None = None) -> CostCurve:
+    """The model's cost curve: from the session's `store`, else from the disk cache, else measured now.
 
     A measurement is written to the disk cache only when other processes kept less than half of the cores
     busy meanwhile (`BUSY`): one taken on a busy machine is distorted, so it serves this process only and
     the next process measures again."""
     key = curve_key(model)
-    if key in _curves:
-        return _curves[key]
+    return store.kept(("cost_curve", key), lambda: _read_or_measure(model, key, root))
+
+
+def _read_or_measure(model: LoadedModel, key: str, root: Path | None) -> CostCurve:
     path = (root or cache_root()) / "cost_curves" / f"{key}.json"
     curve = None
     if path.is_file():
@@ -197,5 +196,4 @@ def cost_curve(model: LoadedModel, root: Path | None = None) -> CostCurve:
                 json.dump({"model": model.name, "dtype": model.precision, "threads": torch.get_num_threads(),
                            "other_load": round(busy, 2), **curve.to_json()}, out, indent=1)
             os.replace(staging, path)
-    _curves[key] = curve
     return curve

@@ -1,10 +1,10 @@
 """A causal LM drafting a chain for the target, with its own KV cache: a smaller draft model (`draft`), or the
 target itself with layers skipped (`layerskip`, in layer_skip.py, built on `ChainDrafter` below).
 
-Drafting: from the context, the drafting model proposes one token per forward, up to `budget` tokens. Greedy
-decoding proposes its argmax (after the repetition penalty, which greedy verification applies too); sampling
-draws each token from q, the drafting model's distribution under the same warpers the verifier applies to
-the target (`decodekit.sampling.target_probs`), with the drafter's own generator, and hands q to the verifier,
+Drafting: from the context, the drafting model proposes one token per forward, up to `budget` tokens. Its
+logits go through the request's processor chain (`Sampler.process`, with the drafted tokens as the path), the
+one the verifier applies to the target: greedy decoding proposes the processed argmax; sampling draws each
+token from q, the softmax of the processed logits, with the drafter's own generator, and hands q to the verifier,
 so exact speculative sampling keeps the target's distribution. Drafting stops early after an end-of-sequence
 token or after a token whose distribution fails the stop rule (`StopRule`); that last token is still proposed,
 since it costs no further draft forward.
@@ -38,7 +38,7 @@ import torch
 from decodekit.drafting.base import Draft
 from decodekit.errors import UserError
 from decodekit.models.loaded import LoadedModel
-from decodekit.sampling import SamplingConfig, apply_repetition_penalty, target_probs
+from decodekit.sampling import Sampler
 
 STOP_RULES = ("confidence", "entropy", "none")
 SVIP_SCALE = 0.15  # SVIP's constant: stop when sqrt(SVIP_SCALE * entropy) exceeds the threshold
@@ -95,21 +95,21 @@ class ChainDrafter:
         self.model = model
         self.vocab_size = vocab_size
         self.stop = stop
-        self.sampling = SamplingConfig()
+        self.sampler = Sampler()
         self.generator: torch.Generator | None = None
         self.cache = None  # made by reset, which every request calls first
         self.cached: list[int] = []  # the tokens whose keys and values the cache holds, in order
         self.forward_passes = 0
 
-    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
-        self.sampling = sampling
+    def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
+        self.sampler = sampler
         self.generator = None
-        if not sampling.greedy:
+        if not sampler.greedy:
             self.generator = torch.Generator()
-            if sampling.seed is None:
+            if sampler.seed is None:
                 self.generator.seed()
             else:
-                self.generator.manual_seed((sampling.seed + SEED_OFFSET) % 2**64)
+                self.generator.manual_seed((sampler.seed + SEED_OFFSET) % 2**64)
         self.cache = self.model.backend.new_cache()
         self.cached = []
         self.forward_passes = 0
@@ -143,8 +143,11 @@ class ChainDrafter:
             return logits[: self.vocab_size]
         return torch.cat([logits, logits.new_full((self.vocab_size - size,), float("-inf"))])
 
-    def draft(self, ids: list[int], budget: int, sample: bool) -> tuple[list[int], torch.Tensor | None]:
-        """A chain continuing `ids` (drafting-model ids) and, when `sample`, the q row of each token."""
+    def draft(self, ids: list[int], budget: int, sample: bool, process: bool = True
+              ) -> tuple[list[int], torch.Tensor | None]:
+        """A chain continuing `ids` (drafting-model ids) and, when `sample`, the q row of each token. With
+        `process`, the request's processor chain applies (the drafting model shares the target's vocabulary
+        and `ids` are the committed context)."""
         budget = min(budget, self.model.context_length - len(ids))
         if budget < 1 or not ids:
             return [], None
@@ -153,14 +156,11 @@ class ChainDrafter:
         rows: list[torch.Tensor] = []
         while True:
             logits = self._fit(logits)
-            history = ids + tokens
+            probs = (self.sampler.probs(logits[None], [tokens]) if process else logits[None].softmax(dim=-1))[0]
             if sample:
-                probs = target_probs(logits[None], self.sampling, [history])[0]
                 token = int(torch.multinomial(probs, 1, generator=self.generator))
                 rows.append(probs)
             else:
-                penalised = apply_repetition_penalty(logits[None], self.sampling.repetition_penalty, [history])[0]
-                probs = penalised.softmax(dim=-1)
                 token = int(probs.argmax())
             tokens.append(token)
             if len(tokens) == budget or token in self.model.eos_token_ids or self.stop.stops(probs):
@@ -170,7 +170,7 @@ class ChainDrafter:
         return tokens, torch.stack(rows) if sample else None
 
     def propose(self, context: list[int], budget: int) -> Draft:
-        tokens, q = self.draft(context, budget, sample=not self.sampling.greedy)
+        tokens, q = self.draft(context, budget, sample=not self.sampler.greedy)
         return Draft.chain(tokens, q)
 
 
@@ -201,7 +201,7 @@ class DraftModelDrafter(ChainDrafter):
         if text.endswith(REPLACEMENT):
             return Draft()
         ids = self.model.tokenizer.encode(text)
-        tokens, _ = self.draft(ids, budget, sample=False)
+        tokens, _ = self.draft(ids, budget, sample=False, process=False)
         continuation = self._continuation(ids, tokens)
         bridged = self.target.tokenizer.encode(continuation, add_special_tokens=False) if continuation else []
         return Draft.chain(bridged[:budget])

@@ -18,12 +18,14 @@ from decodekit.drafting.base import Draft
 from decodekit.drafting.suffix_automaton import SuffixAutomatonDrafter
 from decodekit.drafting.token_recycling import RecycleDrafter
 from decodekit.errors import UserError
-from decodekit.sampling.config import SamplingConfig
+from decodekit.sampling.sampler import Sampler
 
 THRESHOLD = 5
 
 
 class HybridDrafter:
+    forward_passes = 0  # model-free: no drafting forwards
+
     def __init__(self, sam: SuffixAutomatonDrafter, recycle: RecycleDrafter, threshold: int = THRESHOLD) -> None:
         if threshold < 1:
             raise UserError(f"hybrid: threshold must be at least 1, got {threshold}")
@@ -38,9 +40,9 @@ class HybridDrafter:
             length = max(length, self.sam.static_match[1])
         return length
 
-    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
-        self.sam.reset(prompt_ids, sampling)
-        self.recycle.reset(prompt_ids, sampling)
+    def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
+        self.sam.reset(prompt_ids, sampler)
+        self.recycle.reset(prompt_ids, sampler)
 
     def propose(self, context: list[int], budget: int) -> Draft:
         if self.longest_match() >= self.threshold:

@@ -16,19 +16,21 @@ import torch
 
 from decodekit.drafting.base import Draft
 from decodekit.errors import UserError
-from decodekit.sampling.config import SamplingConfig
+from decodekit.sampling.sampler import Sampler
 
 WINDOW = 5
 
 
 class JacobiDrafter:
+    forward_passes = 0  # model-free: no drafting forwards
+
     def __init__(self, window: int = WINDOW) -> None:
         if window < 1:
             raise UserError(f"jacobi: window must be at least 1, got {window}")
         self.window = window
         self.guesses: list[int] = []
 
-    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
+    def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
         self.guesses = [prompt_ids[-1]] * self.window
 
     def propose(self, context: list[int], budget: int) -> Draft:

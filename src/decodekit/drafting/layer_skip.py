@@ -28,7 +28,7 @@ from decodekit.drafting.base import Draft
 from decodekit.drafting.draft_model import ChainDrafter, StopRule
 from decodekit.errors import UserError
 from decodekit.models.loaded import LoadedModel
-from decodekit.sampling import SamplingConfig
+from decodekit.sampling import Sampler
 
 CALIBRATION_WINDOW = 32
 SKIP_FRACTIONS = (0.125, 0.25, 0.375, 0.5)  # besides a single layer
@@ -107,8 +107,8 @@ class LayerSkipDrafter(ChainDrafter):
         self.skip = skip
         self.agreement: dict[frozenset[int], float] = {}  # the last calibration's scores
 
-    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
-        super().reset(prompt_ids, sampling)
+    def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
+        super().reset(prompt_ids, sampler)
         self.skip = self.given
 
     def _forward(self, ids: list[int], start: int) -> torch.Tensor:

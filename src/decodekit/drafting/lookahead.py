@@ -26,7 +26,7 @@ import torch
 
 from decodekit.drafting.base import Draft
 from decodekit.errors import UserError
-from decodekit.sampling.config import SamplingConfig
+from decodekit.sampling.sampler import Sampler
 
 WINDOW = 5
 NGRAM = 4
@@ -55,6 +55,8 @@ def guess_trie(guesses: list[tuple[int, ...]], budget: int) -> tuple[list[int], 
 
 
 class LookaheadDrafter:
+    forward_passes = 0  # model-free: no drafting forwards
+
     def __init__(self, window: int = WINDOW, ngram: int = NGRAM, guesses: int = GUESSES) -> None:
         if window < 1:
             raise UserError(f"lookahead: window must be at least 1, got {window}")
@@ -70,7 +72,7 @@ class LookaheadDrafter:
         self.draft: Draft | None = None
         self._window_masks: dict[int, torch.Tensor] = {}
 
-    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
+    def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
         rng = random.Random(0)
         self.levels = [[rng.choice(prompt_ids) for _ in range(self.window)]]
         self.pool = {}

@@ -26,7 +26,7 @@ import torch
 from decodekit.drafting.base import Draft
 from decodekit.drafting.cost_curve import CostCurve
 from decodekit.errors import UserError
-from decodekit.sampling.config import SamplingConfig
+from decodekit.sampling.sampler import Sampler
 
 BRANCH = 4
 MAX_TREE = 64
@@ -70,6 +70,8 @@ class NGramCounts:
 
 
 class NGramDrafter:
+    forward_passes = 0  # model-free: no drafting forwards
+
     def __init__(self, counts: NGramCounts, curve: CostCurve | None = None, tree_size: int | None = None,
                  branch: int = BRANCH, max_tree: int = MAX_TREE) -> None:
         if curve is None and tree_size is None:
@@ -85,7 +87,7 @@ class NGramDrafter:
         self.max_tree = max(max_tree, tree_size or 0)
         self.history: list[int] = []  # the last two committed tokens
 
-    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
+    def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
         self.counts.add([], prompt_ids)
         self.history = prompt_ids[-2:]
 

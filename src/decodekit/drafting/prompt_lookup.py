@@ -21,10 +21,12 @@ import torch
 
 from decodekit.drafting.base import Draft
 from decodekit.errors import UserError
-from decodekit.sampling.config import SamplingConfig
+from decodekit.sampling.sampler import Sampler
 
 
 class PromptLookupDrafter:
+    forward_passes = 0  # model-free: no drafting forwards
+
     def __init__(self, max_ngram: int = 3, min_ngram: int = 1, max_matches: int = 16) -> None:
         if not 1 <= min_ngram <= max_ngram:
             raise UserError(f"pld needs 1 <= min_ngram <= max_ngram, got min_ngram={min_ngram}, "
@@ -38,7 +40,7 @@ class PromptLookupDrafter:
         self.index: dict[tuple[int, ...], list[int]] = {}  # n-gram -> where its continuations start
         self.match_length = 0  # the n of the last proposal's matched n-gram (0: none)
 
-    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
+    def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
         self.tokens = []
         self.index = {}
         self._extend(prompt_ids)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from decodekit.drafting.base import Draft
-from decodekit.sampling.config import SamplingConfig
+from decodekit.sampling.sampler import Sampler
 
 SEPARATOR = -1  # ends each document of a static automaton; no text contains it, so no match crosses it
 
@@ -114,13 +114,15 @@ class SuffixAutomaton:
 class SuffixAutomatonDrafter:
     """A dynamic automaton over the request's text, and optionally a static one (`over_documents`)."""
 
+    forward_passes = 0  # model-free: no drafting forwards
+
     def __init__(self, static: SuffixAutomaton | None = None) -> None:
         self.static = static
         self.dynamic = SuffixAutomaton()
         self.static_match = (0, 0)
         self.match_length = 0  # how long a suffix of the text the last proposal matched
 
-    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
+    def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
         self.dynamic = SuffixAutomaton()
         self.static_match = (0, 0)
         self._extend(prompt_ids)

@@ -15,8 +15,8 @@ maximises the expected accepted length for its size. Its size is then chosen fro
 (`cost_curve.py`) to maximise expected tokens per second, and capped by the step's budget.
 
 The matrix and the rank statistics persist across the requests of a process (one state per model, k and
-learning scope, see learning_scope.py), and can be saved to and loaded from a file (`matrix_file`), written
-when the next request starts and at exit.
+learning scope, kept by the session: drafting/state_store.py), and can be saved to and loaded from a file
+(`matrix_file`), written when the next request starts and at exit.
 
 Parameters (method options): `topk` = 8 (k, the paper's value), `tree_size` = chosen from the cost curve
 (a fixed number of nodes skips the measurement), `max_tree` = 128 (the largest template considered),
@@ -36,10 +36,10 @@ import torch
 
 from decodekit.drafting.base import Draft
 from decodekit.drafting.cost_curve import CostCurve
-from decodekit.drafting.learning_scope import learned_state
+from decodekit.drafting.state_store import StateStore
 from decodekit.errors import UserError
 from decodekit.models.loaded import LoadedModel
-from decodekit.sampling.config import SamplingConfig
+from decodekit.sampling.sampler import Sampler
 
 TOPK = 8
 MAX_TREE = 128
@@ -116,23 +116,36 @@ class RecycleState:
         self.dirty = False
 
 
-_files: dict[Path, RecycleState] = {}
+class MatrixFile:
+    """A state bound to a file: loaded from it when bound (if it exists), saved at every later `sync` and at
+    exit."""
+
+    def __init__(self, state: RecycleState, path: Path) -> None:
+        self.state, self.path = state, path
+        self.synced = False
+        if path.is_file():
+            state.load(path)
+        atexit.register(self.save)
+
+    def sync(self) -> None:
+        if self.synced:
+            self.save()
+        self.synced = True
+
+    def save(self) -> None:
+        if self.state.dirty:
+            self.state.save(self.path)
 
 
-def shared_state(model: LoadedModel, k: int = TOPK, matrix_file: str | None = None) -> RecycleState:
-    """This process's state for the model and k (in the current learning scope, see learning_scope.py). With
-    `matrix_file`, it is loaded from that file the first time (when the file exists), saved again whenever
-    another drafter asks for it and at exit."""
-    state = learned_state(("recycle", model.name, model.vocab_size, k), lambda: RecycleState(model.vocab_size, k))
+def shared_state(store: StateStore, model: LoadedModel, k: int = TOPK, matrix_file: str | None = None
+                 ) -> RecycleState:
+    """The session's state for the model and k (in the store's learning scope). With `matrix_file`, it is
+    loaded from that file the first time (when the file exists), saved again whenever another drafter asks
+    for it and at exit."""
+    state = store.learned(("recycle", model.name, model.vocab_size, k), lambda: RecycleState(model.vocab_size, k))
     if matrix_file is not None:
         path = Path(matrix_file).expanduser().resolve()
-        if path not in _files:
-            if path.is_file():
-                state.load(path)
-            _files[path] = state
-            atexit.register(lambda: state.save(path) if state.dirty else None)
-        elif state.dirty:
-            state.save(path)
+        store.kept(("recycle_file", path), lambda: MatrixFile(state, path)).sync()
     return state
 
 
@@ -169,6 +182,8 @@ def grow_template(rank_probs: list[float], size: int) -> Template:
 class RecycleDrafter:
     """Drafts the template tree from the adjacency matrix; learns from every row of every step."""
 
+    forward_passes = 0  # model-free: no drafting forwards
+
     def __init__(self, state: RecycleState, curve: CostCurve | None = None, tree_size: int | None = None,
                  max_tree: int = MAX_TREE) -> None:
         if curve is None and tree_size is None:
@@ -190,7 +205,7 @@ class RecycleDrafter:
         self.template = grow_template(self.state.rank_probs(), self.max_tree)
         self.size = self.fixed_size or self.curve.best_size(self.template.gains)
 
-    def reset(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
+    def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
         self.last = prompt_ids[-1]
         self.steps = 0
         self._retemplate()

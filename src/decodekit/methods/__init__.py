@@ -1,13 +1,8 @@
-"""Decoding methods: the registry (name -> drafter recipe) and the modules that register into it.
+"""Decoding methods: the registry (name -> decoder recipe) and the families it is assembled from
+(baseline: ar; retrieval: pld, sam; model_drafting: draft, layerskip; self_tuning: recycle, lookahead, jacobi,
+ngram, hybrid, auto)."""
 
-Each module below registers the methods of one family; importing this package registers them all.
-"""
+from decodekit.methods.method import Build, Method
+from decodekit.methods.registry import METHODS, build_decoder, get_method
 
-from decodekit.methods.registry import METHODS, Method, get_method, register
-
-from decodekit.methods import baseline  # noqa: E402,F401  (ar)
-from decodekit.methods import retrieval  # noqa: E402,F401  (pld, sam)
-from decodekit.methods import model_drafting  # noqa: E402,F401  (draft, layerskip)
-from decodekit.methods import self_tuning  # noqa: E402,F401  (recycle, lookahead, jacobi, ngram, hybrid, auto)
-
-__all__ = ["METHODS", "Method", "get_method", "register"]
+__all__ = ["METHODS", "Build", "Method", "build_decoder", "get_method"]

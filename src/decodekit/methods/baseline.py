@@ -1,6 +1,9 @@
 """`ar`: plain autoregressive decoding, the loop with no drafter; every speedup is measured against it."""
 
-from decodekit.methods.registry import Method, register
+from decodekit.methods.method import Method
+from decodekit.speculative.decoder import Decoder
 
-register(Method("ar", "plain autoregressive decoding: one token per target forward (the reference)",
-                lambda model, options: None))
+METHODS = (
+    Method("ar", "plain autoregressive decoding: one token per target forward (the reference)",
+           lambda build, options: Decoder()),
+)

@@ -10,7 +10,7 @@
              Options: `skip_layers` (e.g. "4-9,12"; default: calibrated on the prompt, see
              drafting/layer_skip.py), `stop_rule` (default confidence), `threshold` (default 0.8,
              Draft & Verify's stop for greedy drafting; 0.3 with stop_rule=entropy).
-The draft model loads with the target's dtype and device and is kept for the process; draft_model naming the
+The draft model loads with the target's dtype and device and is kept by the session; draft_model naming the
 target itself reuses it. Rules, caches and the exactness of sampling: drafting/draft_model.py, layer_skip.py.
 """
 
@@ -21,20 +21,17 @@ from typing import Any
 from decodekit.drafting.draft_model import DraftModelDrafter, StopRule
 from decodekit.drafting.layer_skip import LayerSkipDrafter, num_layers, parse_layers
 from decodekit.errors import UserError
-from decodekit.methods.registry import Method, register
+from decodekit.methods.method import Build, Method, drafting
 from decodekit.models.catalog import check_reference
 from decodekit.models.loaded import LoadedModel
-from decodekit.models.loading import load_model
 
 DEFAULT_DRAFT_MODELS = {"gemma3-270m": "smollm2-135m"}
 DRAFT_THRESHOLD = 0.3
 LAYERSKIP_THRESHOLD = 0.8
 
-_draft_models: dict[tuple[str, str, str], LoadedModel] = {}
-
-
-def draft_model_for(target: LoadedModel, name: object) -> LoadedModel:
+def draft_model_for(build: Build, name: object) -> LoadedModel:
     """The draft model called `name` (or the target's default), with the target's dtype and device."""
+    target = build.model
     if name is None:
         if target.name not in DEFAULT_DRAFT_MODELS:
             raise UserError(f"method 'draft' needs --draft-model for {target.name!r} (a smaller model with "
@@ -42,37 +39,40 @@ def draft_model_for(target: LoadedModel, name: object) -> LoadedModel:
         name = DEFAULT_DRAFT_MODELS[target.name]
     if not isinstance(name, str) or not name.strip():
         raise UserError(f"draft_model takes a model name, got {name!r}")
-    dtype = target.precision
     if name == target.name:
         return target
-    key = (name, dtype, str(target.device))
-    if key not in _draft_models:
-        try:
-            _draft_models[key] = load_model(name, dtype=dtype, device=str(target.device))
-        except (ValueError, OSError) as error:  # UserError is a ValueError; transformers raises either
-            raise UserError(f"cannot load draft model {name!r}: {str(error).splitlines()[0]}") from error
-    return _draft_models[key]
+    try:
+        return build.load(name)
+    except (ValueError, OSError) as error:  # UserError is a ValueError; transformers raises either
+        raise UserError(f"cannot load draft model {name!r}: {str(error).splitlines()[0]}") from error
 
 
-def make_draft(model: LoadedModel, options: dict[str, Any]) -> DraftModelDrafter:
+def make_draft(build: Build, options: dict[str, Any]) -> DraftModelDrafter:
     stop = StopRule.parse(options.get("stop_rule"), options.get("threshold"), DRAFT_THRESHOLD)
-    return DraftModelDrafter(model, draft_model_for(model, options.get("draft_model")), stop)
+    return DraftModelDrafter(build.model, draft_model_for(build, options.get("draft_model")), stop)
 
 
-def make_layerskip(model: LoadedModel, options: dict[str, Any]) -> LayerSkipDrafter:
+def make_layerskip(build: Build, options: dict[str, Any]) -> LayerSkipDrafter:
     stop = StopRule.parse(options.get("stop_rule"), options.get("threshold"), LAYERSKIP_THRESHOLD)
     given = options.get("skip_layers")
-    skip = None if given is None else parse_layers(given, num_layers(model))
-    return LayerSkipDrafter(model, skip, stop)
+    skip = None if given is None else parse_layers(given, num_layers(build.model))
+    return LayerSkipDrafter(build.model, skip, stop)
 
 
 def check_draft(options: dict[str, Any]) -> None:
     if options.get("draft_model") is not None:
         check_reference(options["draft_model"])
+    StopRule.parse(options.get("stop_rule"), options.get("threshold"), DRAFT_THRESHOLD)
 
 
-register(Method("draft", "speculative decoding with a smaller draft model (bridged through text when its "
-                         "tokenizer differs)", make_draft, options=("draft_model", "stop_rule", "threshold"),
-                check=check_draft))
-register(Method("layerskip", "self-speculation: the target drafts with some layers skipped",
-                make_layerskip, options=("skip_layers", "stop_rule", "threshold")))
+def check_layerskip(options: dict[str, Any]) -> None:
+    StopRule.parse(options.get("stop_rule"), options.get("threshold"), LAYERSKIP_THRESHOLD)
+
+
+METHODS = (
+    Method("draft", "speculative decoding with a smaller draft model (bridged through text when its tokenizer "
+                    "differs)", drafting(make_draft), options=("draft_model", "stop_rule", "threshold"),
+           check=check_draft),
+    Method("layerskip", "self-speculation: the target drafts with some layers skipped", drafting(make_layerskip),
+           options=("skip_layers", "stop_rule", "threshold"), check=check_layerskip),
+)

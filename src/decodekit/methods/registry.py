@@ -1,42 +1,28 @@
-"""The registry of decoding methods: a name -> how to build its drafter for a model, with its defaults.
+"""The registry of decoding methods: a name -> how to build its decoder for a model, with its options.
 
-Plain autoregressive decoding (`ar`) is the loop with no drafter; every other method plugs a drafter into
-the same loop, so a measured speedup is the method's and not that of a different code path.
+Plain autoregressive decoding (`ar`) is the loop with no drafter; every other method plugs a drafter (or
+processors) into the same loop, so a measured speedup is the method's and not that of a different code path.
+The registry is a read-only mapping assembled from each family's tuple of methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from decodekit.drafting.base import Drafter
 from decodekit.errors import UserError
+from decodekit.methods import baseline, model_drafting, retrieval, self_tuning
+from decodekit.methods.method import Build, Method
 from decodekit.models.loaded import LoadedModel
+from decodekit.session import Session
+from decodekit.speculative.decoder import Decoder
 
-DrafterFactory = Callable[[LoadedModel, dict[str, Any]], Drafter | None]
-OptionsCheck = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    summary: str
-    make_drafter: DrafterFactory
-    options: tuple[str, ...] = ()  # the keys of `options` its drafter reads (e.g. "corpus", "draft_model")
-    check: OptionsCheck | None = None  # cheap checks of option values, run before any model loads
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register(method: Method) -> Method:
-    METHODS[method.name] = method
-    return method
+METHODS = MappingProxyType({method.name: method for family in (
+    baseline.METHODS, retrieval.METHODS, model_drafting.METHODS, self_tuning.METHODS) for method in family})
 
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
-    """The method called `name`, after checking that it takes every key of `options`."""
+    """The method called `name`, after checking that it takes every key of `options` and their values."""
     if name not in METHODS:
         raise UserError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}")
     method = METHODS[name]
@@ -48,3 +34,16 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
         method.check(options or {})
     return method
 
+
+def build_decoder(name: str, model: LoadedModel, session: Session, options: dict[str, Any] | None = None,
+                  scope: str | None = None) -> Decoder:
+    """The decoder of method `name` for `model`; what its drafters learn is kept in `session` under `scope`."""
+    options = dict(options or {})
+    method = get_method(name, options)
+
+    def load(other: str) -> LoadedModel:
+        return session.model(other, dtype=model.precision, device=str(model.device))
+
+    build = Build(model, session.store(scope), load,
+                  lambda other, other_options: build_decoder(other, model, session, other_options, scope))
+    return method.make(build, options)

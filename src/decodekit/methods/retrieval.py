@@ -16,22 +16,26 @@ from decodekit.drafting.corpus import corpus_automaton
 from decodekit.drafting.prompt_lookup import PromptLookupDrafter
 from decodekit.drafting.suffix_automaton import SuffixAutomatonDrafter
 from decodekit.errors import UserError
-from decodekit.methods.registry import Method, register
-from decodekit.models.loaded import LoadedModel
+from decodekit.methods.method import Build, Method, drafting
 
 PLD_OPTIONS = ("max_ngram", "min_ngram", "max_matches")
 
 
-def make_pld(model: LoadedModel, options: dict[str, Any]) -> PromptLookupDrafter:
+def check_pld(options: dict[str, Any]) -> None:
     for key, value in options.items():
         if isinstance(value, bool) or not isinstance(value, int):
             raise UserError(f"pld option {key} takes a whole number, got {value!r}")
+    PromptLookupDrafter(**options)  # checks the values' ranges (it builds nothing costly)
+
+
+def make_pld(build: Build, options: dict[str, Any]) -> PromptLookupDrafter:
+    check_pld(options)
     return PromptLookupDrafter(**options)
 
 
-def make_sam(model: LoadedModel, options: dict[str, Any]) -> SuffixAutomatonDrafter:
+def make_sam(build: Build, options: dict[str, Any]) -> SuffixAutomatonDrafter:
     corpus = options.get("corpus")
-    return SuffixAutomatonDrafter(corpus_automaton(corpus, model.tokenizer) if corpus else None)
+    return SuffixAutomatonDrafter(corpus_automaton(corpus, build.model.tokenizer, build.store) if corpus else None)
 
 
 def check_corpus(options: dict[str, Any]) -> None:
@@ -40,8 +44,9 @@ def check_corpus(options: dict[str, Any]) -> None:
         raise UserError(f"cannot read corpus {str(corpus)!r}: no such file")
 
 
-register(Method("pld", "prompt lookup: a trie of what followed earlier occurrences of the last n-gram",
-                make_pld, options=PLD_OPTIONS))
-register(Method("sam", "SAM-Decoding: the continuation of the longest suffix match (suffix automaton over "
-                       "prompt + output, and over --corpus)", make_sam, options=("corpus",),
-                check=check_corpus))
+METHODS = (
+    Method("pld", "prompt lookup: a trie of what followed earlier occurrences of the last n-gram",
+           drafting(make_pld), options=PLD_OPTIONS, check=check_pld),
+    Method("sam", "SAM-Decoding: the continuation of the longest suffix match (suffix automaton over prompt + "
+                  "output, and over --corpus)", drafting(make_sam), options=("corpus",), check=check_corpus),
+)

@@ -28,13 +28,12 @@ from decodekit.drafting.bandit import DISCOUNT, EXPLORATION, NO_DRAFT, STEP_BUDG
 from decodekit.drafting.cost_curve import cost_curve, curve_key
 from decodekit.drafting.hybrid import HybridDrafter
 from decodekit.drafting.jacobi import JacobiDrafter
-from decodekit.drafting.learning_scope import learned_state
 from decodekit.drafting.lookahead import LookaheadDrafter
 from decodekit.drafting.ngram import NGramCounts, NGramDrafter
 from decodekit.drafting.token_recycling import TOPK, RecycleDrafter, shared_state
 from decodekit.errors import UserError
-from decodekit.methods.registry import METHODS, Method, register
-from decodekit.models.loaded import LoadedModel
+from decodekit.methods.method import Build, Method, drafting
+from decodekit.methods.retrieval import check_corpus
 
 RECYCLE_SIZES = ("topk", "tree_size", "max_tree")
 RECYCLE_OPTIONS = RECYCLE_SIZES + ("matrix_file",)
@@ -44,6 +43,8 @@ HYBRID_OPTIONS = ("threshold", "corpus") + RECYCLE_OPTIONS
 AUTO_OPTIONS = ("drafters", "budgets", "exploration", "discount")
 AUTO_DRAFTERS = ("pld", "sam", "recycle", "ngram")
 AUTO_COST_RATIOS = (1.25, 1.6, 2.5)
+AUTO_CANDIDATES = ("pld", "sam", "draft", "layerskip", "recycle", "lookahead", "jacobi", "ngram", "hybrid")  # every
+# drafting method but auto itself
 
 
 def _whole(method: str, options: dict[str, Any], keys: tuple[str, ...]) -> dict[str, int]:
@@ -86,21 +87,18 @@ def check_recycle(options: dict[str, Any], method: str = "recycle") -> None:
 
 
 def check_hybrid(options: dict[str, Any]) -> None:
-    if "sam" not in METHODS:
-        raise UserError("hybrid needs the sam method, which is not registered in this installation")
     _whole("hybrid", options, ("threshold",))
     check_recycle(options, "hybrid")
-    if METHODS["sam"].check is not None:
-        METHODS["sam"].check({k: v for k, v in options.items() if k == "corpus"})
+    check_corpus({k: v for k, v in options.items() if k == "corpus"})
 
 
 def auto_drafters(options: dict[str, Any]) -> list[str]:
     chosen = _list("auto", options, "drafters")
     if chosen is None:
-        return [name for name in AUTO_DRAFTERS if name in METHODS]
-    unusable = [name for name in chosen if name not in METHODS or name in ("ar", "auto")]
+        return list(AUTO_DRAFTERS)
+    unusable = [name for name in chosen if name not in AUTO_CANDIDATES]
     if unusable:
-        usable = ", ".join(name for name in METHODS if name not in ("ar", "auto"))
+        usable = ", ".join(AUTO_CANDIDATES)
         raise UserError(f"auto cannot draft with {', '.join(unusable)}; choose among {usable}")
     return list(dict.fromkeys(chosen))
 
@@ -126,44 +124,46 @@ def check_auto(options: dict[str, Any]) -> None:
     _number("auto", options, "discount", DISCOUNT)
 
 
-def make_recycle(model: LoadedModel, options: dict[str, Any], method: str = "recycle") -> RecycleDrafter:
+def make_recycle(build: Build, options: dict[str, Any], method: str = "recycle") -> RecycleDrafter:
     check_recycle(options, method)
     sizes = _whole(method, options, RECYCLE_SIZES)
     matrix_file = options.get("matrix_file")
-    state = shared_state(model, sizes.pop("topk", TOPK), str(matrix_file) if matrix_file is not None else None)
-    curve = None if "tree_size" in sizes else cost_curve(model)
+    state = shared_state(build.store, build.model, sizes.pop("topk", TOPK),
+                         str(matrix_file) if matrix_file is not None else None)
+    curve = None if "tree_size" in sizes else cost_curve(build.model, build.store)
     return RecycleDrafter(state, curve, **sizes)
 
 
-def make_lookahead(model: LoadedModel, options: dict[str, Any]) -> LookaheadDrafter:
+def make_lookahead(build: Build, options: dict[str, Any]) -> LookaheadDrafter:
     return LookaheadDrafter(**_whole("lookahead", options, LOOKAHEAD_OPTIONS))
 
 
-def make_jacobi(model: LoadedModel, options: dict[str, Any]) -> JacobiDrafter:
+def make_jacobi(build: Build, options: dict[str, Any]) -> JacobiDrafter:
     return JacobiDrafter(**_whole("jacobi", options, ("window",)))
 
 
-def make_ngram(model: LoadedModel, options: dict[str, Any]) -> NGramDrafter:
+def make_ngram(build: Build, options: dict[str, Any]) -> NGramDrafter:
     sizes = _whole("ngram", options, NGRAM_OPTIONS)
-    counts = learned_state(("ngram", model.name, model.vocab_size), NGramCounts)
-    return NGramDrafter(counts, None if "tree_size" in sizes else cost_curve(model), **sizes)
+    model = build.model
+    counts = build.store.learned(("ngram", model.name, model.vocab_size), NGramCounts)
+    return NGramDrafter(counts, None if "tree_size" in sizes else cost_curve(model, build.store), **sizes)
 
 
-def make_hybrid(model: LoadedModel, options: dict[str, Any]) -> HybridDrafter:
+def make_hybrid(build: Build, options: dict[str, Any]) -> HybridDrafter:
     check_hybrid(options)
-    sam = METHODS["sam"].make_drafter(model, {k: v for k, v in options.items() if k == "corpus"})
-    recycle = make_recycle(model, {k: v for k, v in options.items() if k in RECYCLE_OPTIONS}, "hybrid")
+    sam = build.decoder("sam", {k: v for k, v in options.items() if k == "corpus"}).drafter
+    recycle = make_recycle(build, {k: v for k, v in options.items() if k in RECYCLE_OPTIONS}, "hybrid")
     return HybridDrafter(sam, recycle, **_whole("hybrid", options, ("threshold",)))
 
 
-def make_auto(model: LoadedModel, options: dict[str, Any]) -> BanditDrafter:
+def make_auto(build: Build, options: dict[str, Any]) -> BanditDrafter:
     check_auto(options)
     names = auto_drafters(options)
-    curve = cost_curve(model)
+    curve = cost_curve(build.model, build.store)
     budgets = auto_budgets(options) or curve.budgets_within(AUTO_COST_RATIOS) + [STEP_BUDGET]
-    drafters = {name: METHODS[name].make_drafter(model, {}) for name in names}
+    drafters = {name: build.decoder(name, {}).drafter for name in names}
     arms = [Arm(NO_DRAFT, 0)] + [Arm(name, budget) for name in names for budget in budgets]
-    stats = shared_stats((curve_key(model),), arms)
+    stats = shared_stats(build.store, (curve_key(build.model),), arms)
     return BanditDrafter(drafters, stats, curve, _number("auto", options, "exploration", EXPLORATION),
                          _number("auto", options, "discount", DISCOUNT))
 
@@ -175,17 +175,18 @@ def _checker(method: str, keys: tuple[str, ...]) -> Callable[[dict[str, Any]], N
     return check
 
 
-register(Method("recycle", "Token Recycling: a tree from the target's recycled top-k next tokens (adjacency "
-                           "matrix), sized from the measured forward cost", make_recycle,
-                options=RECYCLE_OPTIONS, check=check_recycle))
-register(Method("lookahead", "Lookahead decoding: n-grams from a Jacobi window, verified in the same forward",
-                make_lookahead, options=LOOKAHEAD_OPTIONS, check=_checker("lookahead", LOOKAHEAD_OPTIONS)))
-register(Method("jacobi", "Jacobi decoding (Lookahead's ablation): the fixed-point window is the draft",
-                make_jacobi, options=("window",), check=_checker("jacobi", ("window",))))
-register(Method("ngram", "an online trigram model of the running text drafts a tree (ADED-style)",
-                make_ngram, options=NGRAM_OPTIONS, check=_checker("ngram", NGRAM_OPTIONS)))
-register(Method("hybrid", "SAM-Decoding + Token Recycling: the suffix match when long, else the recycled tree",
-                make_hybrid, options=HYBRID_OPTIONS, check=check_hybrid))
-register(Method("auto", "a bandit over model-free drafters and budgets, each scored on every step, picking "
-                        "the most tokens per second",
-                make_auto, options=AUTO_OPTIONS, check=check_auto))
+METHODS = (
+    Method("recycle", "Token Recycling: a tree from the target's recycled top-k next tokens (adjacency matrix), "
+                      "sized from the measured forward cost", drafting(make_recycle), options=RECYCLE_OPTIONS,
+           check=check_recycle),
+    Method("lookahead", "Lookahead decoding: n-grams from a Jacobi window, verified in the same forward",
+           drafting(make_lookahead), options=LOOKAHEAD_OPTIONS, check=_checker("lookahead", LOOKAHEAD_OPTIONS)),
+    Method("jacobi", "Jacobi decoding (Lookahead's ablation): the fixed-point window is the draft",
+           drafting(make_jacobi), options=("window",), check=_checker("jacobi", ("window",))),
+    Method("ngram", "an online trigram model of the running text drafts a tree (ADED-style)", drafting(make_ngram),
+           options=NGRAM_OPTIONS, check=_checker("ngram", NGRAM_OPTIONS)),
+    Method("hybrid", "SAM-Decoding + Token Recycling: the suffix match when long, else the recycled tree",
+           drafting(make_hybrid), options=HYBRID_OPTIONS, check=check_hybrid),
+    Method("auto", "a bandit over model-free drafters and budgets, each scored on every step, picking the most "
+                   "tokens per second", drafting(make_auto), options=AUTO_OPTIONS, check=check_auto),
+)

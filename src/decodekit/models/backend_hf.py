@@ -1,12 +1,19 @@
 """Forward pass through any transformers causal LM: new tokens at given positions, with an optional tree mask
-and optionally with some decoder layers skipped (self-speculative drafting)."""
+and optionally with some decoder layers skipped (self-speculative drafting).
+
+A batched forward pads the sequences' caches into one transformers batch (right-padded keys, hidden by the
+attention mask), runs one model call, and puts each sequence's keys and values back into its own cache.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from decodekit.cache import KVCache
 from decodekit.errors import UserError
+from decodekit.models.cache import KVCache
+from decodekit.models.protocols import SequenceInput
 
 
 class _Skipped(torch.nn.Module):
@@ -20,6 +27,7 @@ class TransformersBackend:
     """Runs `model(...)` with explicit positions and, for draft trees, a 4-D boolean attention mask."""
 
     name = "transformers"
+    packed_rows: tuple[int, ...] = ()
 
     def __init__(self, model) -> None:
         self.model = model
@@ -33,6 +41,9 @@ class TransformersBackend:
         # Every layer keeps its whole past, sliding-window layers included, so that truncate and keep work
         # at any length; the sliding window is applied by the attention mask instead.
         return KVCache()
+
+    def new_caches(self, count: int) -> list[KVCache]:
+        return [KVCache() for _ in range(count)]
 
     def _explicit_mask(self, past: int, new: torch.Tensor, positions: torch.Tensor):
         """The 4-D mask over cache + new tokens; for models with sliding-window layers, one per layer type."""
@@ -97,3 +108,62 @@ class TransformersBackend:
             for i, layer in originals.items():
                 layers[i] = layer
         return out.logits[0].float()
+
+    @torch.inference_mode()
+    def forward_batch(self, sequences: Sequence[SequenceInput]) -> list[torch.Tensor]:
+        """One model call over several sequences, each with its own cache length, positions and tree mask.
+
+        The caches are copied into one batch, right-padded to the longest; sequence b's new tokens follow at
+        columns `longest .. longest + rows`, its padding keys and rows hidden by the 4-D mask. Afterwards each
+        cache holds its own past followed by its new tokens, as after a solo forward. Models with
+        sliding-window layers and multi-part caches run each sequence alone.
+        """
+        if len(sequences) == 1 or self.sliding_window is not None:
+            return [self.forward(s.input_ids, s.positions, s.cache, s.tree_mask, s.last) for s in sequences]
+        caches = [s.cache for s in sequences]
+        counts = [s.input_ids.shape[0] for s in sequences]
+        pasts = [c.length for c in caches]
+        longest, rows, batch = max(pasts), max(counts), len(sequences)
+        device = self.device
+        ids = torch.zeros(batch, rows, dtype=torch.long)
+        positions = torch.zeros(batch, rows, dtype=torch.long)
+        mask = torch.zeros(batch, 1, rows, longest + rows, dtype=torch.bool)
+        for b, (sequence, n, past) in enumerate(zip(sequences, counts, pasts)):
+            ids[b, :n], ids[b, n:] = sequence.input_ids, sequence.input_ids[-1]
+            positions[b, :n], positions[b, n:] = sequence.positions, sequence.positions[-1]
+            mask[b, 0, :n, :past] = True
+            causal = torch.ones(n, n, dtype=torch.bool).tril()
+            mask[b, 0, :n, longest : longest + n] = causal if sequence.tree_mask is None else sequence.tree_mask
+            mask[b, 0, n:, longest + n :] = torch.eye(rows - n, dtype=torch.bool)
+        joined = KVCache()
+        if longest:
+            reference = caches[pasts.index(longest)]
+            for index, layer in enumerate(reference.layers):
+                empty = layer.keys[:, :, :0]
+                keys = [c.layers[index].keys if c.length else empty for c in caches]
+                values = [c.layers[index].values if c.length else empty for c in caches]
+                joined.update(_right_pad(keys, longest), _right_pad(values, longest), index)
+        out = self.model(input_ids=ids.to(device), position_ids=positions.to(device), past_key_values=joined,
+                         attention_mask=mask.to(device), use_cache=True)
+        results = []
+        for b, (sequence, cache, n, past) in enumerate(zip(sequences, caches, counts, pasts)):
+            for index, layer in enumerate(joined.layers):
+                new_keys = layer.keys[b : b + 1, :, longest : longest + n]
+                new_values = layer.values[b : b + 1, :, longest : longest + n]
+                if past:
+                    cache.layers[index].keys = torch.cat([cache.layers[index].keys, new_keys], dim=-2)
+                    cache.layers[index].values = torch.cat([cache.layers[index].values, new_values], dim=-2)
+                else:
+                    cache.update(new_keys.clone(), new_values.clone(), index)
+            logits = out.logits[b, :n]
+            results.append((logits[n - sequence.last :] if sequence.last else logits).float())
+        return results
+
+
+def _right_pad(tensors: list[torch.Tensor], length: int) -> torch.Tensor:
+    """[1, heads, t_b, dim] tensors -> [batch, heads, length, dim], zeros after each t_b."""
+    first = tensors[0]
+    out = first.new_zeros(len(tensors), first.shape[1], length, first.shape[3])
+    for b, tensor in enumerate(tensors):
+        out[b, :, : tensor.shape[2]] = tensor[0]
+    return out

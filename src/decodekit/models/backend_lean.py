@@ -11,7 +11,7 @@ calls per layer:
 - RMSNorm through `torch.nn.functional.rms_norm`; in float32 with the weight folded in, in lower precisions
   with the weight applied after rounding, as `LlamaRMSNorm` does (the fused kernel rounds only once);
 - RoPE from cos / sin tables over positions, applied to q and k of all heads at once;
-- a preallocated `StaticKVCache` written in place, and `scaled_dot_product_attention` (GQA without
+- a preallocated KV cache (`KVSlots`, one slot per sequence) written in place, and `scaled_dot_product_attention` (GQA without
   repeating keys) over the cache and the new tokens, with one boolean mask built per forward;
 - the output head only on the rows asked for (`last`);
 - in float32 on a CPU, MKL-packed copies of the weights for products over 8 and 16 rows: a forward of 4 to
@@ -36,11 +36,14 @@ backend.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
-from decodekit.cache import StaticKVCache
 from decodekit.errors import UserError
+from decodekit.models.cache import KVSlots, SlotCache
+from decodekit.models.protocols import SequenceInput
 
 STATIC_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn"})
 FIRST_CAPACITY = 1024  # cache positions and RoPE table rows made up front; both double when a request needs more
@@ -194,11 +197,13 @@ class LeanLlamaBackend:
         sin[:, :half].neg_()
         return cos.to(self.dtype), sin.to(self.dtype)
 
-    def new_cache(self) -> StaticKVCache:
-        return StaticKVCache(
-            len(self.layers), self.kv_heads, self.head_dim, limit=self.context, capacity=FIRST_CAPACITY,
-            dtype=self.dtype, device=self.device,
-        )
+    def new_cache(self) -> SlotCache:
+        return self.new_caches(1)[0]
+
+    def new_caches(self, count: int) -> list[SlotCache]:
+        store = KVSlots(len(self.layers), self.kv_heads, self.head_dim, limit=self.context, capacity=FIRST_CAPACITY,
+                        slots=count, dtype=self.dtype, device=self.device)
+        return [store.acquire() for _ in range(count)]
 
     def _pack_weights(self) -> None:
         """Pack every weight for `packed_rows` (about 0.7 s for SmolLM2-135M): done by the first forward that
@@ -238,7 +243,7 @@ class LeanLlamaBackend:
         self,
         input_ids: torch.Tensor,
         positions: torch.Tensor,
-        cache: StaticKVCache,
+        cache: SlotCache,
         tree_mask: torch.Tensor | None = None,
         last: int = 0,
         skip_layers: frozenset[int] | None = None,
@@ -259,9 +264,7 @@ class LeanLlamaBackend:
         if rows > n:  # padding: copies of the last token at its position, invisible to the real ones
             input_ids = torch.cat([input_ids, input_ids[-1:].expand(rows - n)])
             positions = torch.cat([positions, positions[-1:].expand(rows - n)])
-        if int(positions.max()) >= self._cos.shape[0]:
-            self._cos, self._sin = self._rope_tables(max(int(positions.max()) + 1, 2 * self._cos.shape[0]))
-        cos, sin = self._cos[positions], self._sin[positions]  # [rows, head_dim], broadcast over heads
+        cos, sin = self._rope(positions)  # [rows, head_dim], broadcast over heads
         mask = self._mask(n, rows, past, tree_mask)
         linear = _int4_linear if self.int4 else _plain_linear
         if rows in self.packed_rows:
@@ -301,3 +304,95 @@ class LeanLlamaBackend:
         if x.shape[0] == rows and rows in self.packed_rows:  # padding rows too (for the packed head), dropped
             return linear(x, self.head, self.head_packed, None, rows)[:n].float()
         return F.linear(x, self.head).float()
+
+    def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin rows for `positions` (any shape), growing the tables when a position is past them."""
+        if int(positions.max()) >= self._cos.shape[0]:
+            self._cos, self._sin = self._rope_tables(max(int(positions.max()) + 1, 2 * self._cos.shape[0]))
+        return self._cos[positions], self._sin[positions]
+
+    @torch.inference_mode()
+    def forward_batch(self, sequences: Sequence[SequenceInput]) -> list[torch.Tensor]:
+        """One forward over several sequences, each in its own slot of one cache store, padded to the longest.
+
+        Sequence b's n_b new tokens sit in rows 0 .. n_b - 1 of its block of `rows` (the most new tokens of any
+        sequence); the padding rows repeat its last token at its last position, see only themselves and are
+        seen by no real token. Keys are read from the slots up to the longest sequence, and each row's mask
+        hides what lies past its own sequence, so a sequence's logits are those of its solo forward up to the
+        rounding of the larger products (unpacked weights throughout).
+        """
+        if len(sequences) == 1:
+            only = sequences[0]
+            return [self.forward(only.input_ids, only.positions, only.cache, only.tree_mask, only.last)]
+        caches = [s.cache for s in sequences]
+        store = caches[0].store
+        if any(not isinstance(c, SlotCache) or c.store is not store for c in caches):
+            raise ValueError("a batched forward needs caches from one new_caches() call")
+        slots = [c.slot for c in caches]
+        if len(set(slots)) != len(slots):
+            raise ValueError("a batched forward needs a different cache for each sequence")
+        batch = len(sequences)
+        counts = [s.input_ids.shape[0] for s in sequences]
+        rows = max(counts)
+        pasts = [c.length for c in caches]
+        end = max(pasts) + rows
+        if end > store.limit:  # the padding would not fit: each sequence alone
+            return [self.forward(s.input_ids, s.positions, s.cache, s.tree_mask, s.last) for s in sequences]
+        store.reserve(end)
+        device = self.device
+        ids = torch.empty(batch, rows, dtype=torch.long)
+        positions = torch.empty(batch, rows, dtype=torch.long)
+        mask = torch.zeros(batch, 1, rows, end, dtype=torch.bool)
+        for b, (sequence, n, past) in enumerate(zip(sequences, counts, pasts)):
+            ids[b, :n] = sequence.input_ids
+            ids[b, n:] = sequence.input_ids[-1]
+            positions[b, :n] = sequence.positions
+            positions[b, n:] = sequence.positions[-1]
+            mask[b, 0, :n, :past] = True  # real rows see the cache, and the new tokens per their tree mask
+            causal = torch.ones(n, n, dtype=torch.bool).tril()
+            mask[b, 0, :n, past : past + n] = causal if sequence.tree_mask is None else sequence.tree_mask
+            mask[b, 0, n:, past + n : past + rows] = torch.eye(rows - n, dtype=torch.bool)  # padding: itself
+        ids, positions, mask = ids.to(device), positions.to(device), mask.to(device)
+        cos, sin = self._rope(positions)  # [batch, rows, head_dim]
+        cos, sin = cos[:, None], sin[:, None]
+        columns = torch.tensor(pasts, device=device)[:, None] + torch.arange(rows, device=device)  # [batch, rows]
+        slot_index = torch.tensor(slots, device=device)[:, None]
+        contiguous = slots == list(range(slots[0], slots[0] + batch))
+        linear = _int4_linear if self.int4 else _plain_linear
+        heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
+        rotated_heads = heads + kv_heads
+        half = head_dim // 2
+        eps, shape, rms_norm = self.eps, (self.embed.shape[1],), self.rms_norm
+        flat = batch * rows
+        x = F.embedding(ids.reshape(flat), self.embed)
+        for index, layer in enumerate(self.layers):
+            h = rms_norm(x, shape, layer.input_norm, eps)
+            qkv = linear(h, layer.qkv, None, layer.qkv_bias, flat)
+            qkv = qkv.view(batch, rows, heads + 2 * kv_heads, head_dim).transpose(1, 2)
+            qk = qkv[:, :rotated_heads]
+            qk = qk * cos + qk.roll(half, -1) * sin
+            layer_keys, layer_values = store.keys[index], store.values[index]  # [slots, kv_heads, capacity, dim]
+            layer_keys[slot_index, :, columns] = qk[:, heads:].transpose(1, 2)
+            layer_values[slot_index, :, columns] = qkv[:, rotated_heads:].transpose(1, 2)
+            if contiguous:
+                keys = layer_keys[slots[0] : slots[0] + batch, :, :end]
+                values = layer_values[slots[0] : slots[0] + batch, :, :end]
+            else:
+                keys = layer_keys[torch.tensor(slots, device=device), :, :end]
+                values = layer_values[torch.tensor(slots, device=device), :, :end]
+            attended = F.scaled_dot_product_attention(
+                qk[:, :heads], keys, values, attn_mask=mask, scale=self.scale, enable_gqa=True,
+            )
+            attended = attended.transpose(1, 2).reshape(flat, heads * head_dim)
+            x = x + linear(attended, layer.o, None, layer.o_bias, flat)
+            h = rms_norm(x, shape, layer.post_norm, eps)
+            gate, up = linear(h, layer.gate_up, None, layer.gate_up_bias, flat).chunk(2, dim=-1)
+            x = x + linear(F.silu(gate) * up, layer.down, None, layer.down_bias, flat)
+        x = x.view(batch, rows, -1)
+        kept = []
+        for b, (sequence, cache, n, past) in enumerate(zip(sequences, caches, counts, pasts)):
+            cache.length = past + n
+            kept.append(x[b, n - sequence.last : n] if sequence.last else x[b, :n])
+        sizes = [k.shape[0] for k in kept]
+        out = rms_norm(torch.cat(kept), shape, self.norm, eps)
+        return list(F.linear(out, self.head).float().split(sizes))

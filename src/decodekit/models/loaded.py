@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from decodekit.errors import UserError
+from decodekit.models.protocols import Backend
 
 
 @dataclass
@@ -14,7 +15,7 @@ class LoadedModel:
     name: str
     model: torch.nn.Module
     tokenizer: object
-    backend: object  # TransformersBackend or a lean backend: new_cache() and forward(...)
+    backend: Backend  # TransformersBackend or a lean backend (models/protocols.py)
     dtype: torch.dtype
     device: torch.device
     load_seconds: float = 0.0

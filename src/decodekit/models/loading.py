@@ -13,7 +13,7 @@ import torch
 from decodekit.errors import UserError
 from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models.backend_lean import LeanLlamaBackend, unsupported_reason
-from decodekit.models.catalog import CATALOG, gguf_path, lookup
+from decodekit.models.catalog import CATALOG, DEFAULT_MODEL, gguf_path, lookup
 from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
 from decodekit.models.gguf_int4 import cached_int4_layers
 from decodekit.models.loaded import LoadedModel
@@ -155,7 +155,7 @@ def q4_backend(model, gguf_file: Path) -> LeanLlamaBackend:
 
 
 def load_model(
-    name_or_path: str = "smollm2-135m", dtype: str = "auto", device: str = "auto", threads: int | None = None,
+    name_or_path: str = DEFAULT_MODEL, dtype: str = "auto", device: str = "auto", threads: int | None = None,
     backend: str = "auto",
 ) -> LoadedModel:
     """Load a causal LM for decoding; see the module docstring for what `name_or_path` may be, and

@@ -1,8 +1,11 @@
-"""Sampling: validated parameters, the warpers that turn logits into the target distribution, and
-uncertainty signals (entropy, margin)."""
+"""Sampling: validated parameters, the processor chain that turns logits into the target distribution
+(repetition penalty, request processors, warpers), and uncertainty signals (entropy, margin)."""
 
 from decodekit.sampling.config import SamplingConfig
+from decodekit.sampling.processors import LogitsProcessor, Processor, RepetitionPenalty, Warpers
+from decodekit.sampling.sampler import Sampler
 from decodekit.sampling.signals import entropy_and_margin
-from decodekit.sampling.warpers import apply_repetition_penalty, target_probs, warp
+from decodekit.sampling.warpers import warp
 
-__all__ = ["SamplingConfig", "apply_repetition_penalty", "entropy_and_margin", "target_probs", "warp"]
+__all__ = ["LogitsProcessor", "Processor", "RepetitionPenalty", "Sampler", "SamplingConfig", "Warpers",
+           "entropy_and_margin", "warp"]

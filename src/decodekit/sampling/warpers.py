@@ -1,14 +1,13 @@
-"""Logit processors and warpers, applied in the order transformers uses.
+"""The sampling warpers, applied in the order transformers uses (after the repetition penalty, processors.py):
 
-repetition penalty (CTRL, Keskar et al. 2019): a seen token's logit is divided by the penalty when positive,
-multiplied when negative; then temperature; top-k; top-p (nucleus, Holtzman et al. 2020: the smallest set
+temperature; top-k; top-p (nucleus, Holtzman et al. 2020: the smallest set
 of most likely tokens whose mass reaches p); min-p (drop tokens below min_p x the top probability);
 typical-p (Meister et al. 2023: keep the tokens whose surprisal is closest to the entropy until their mass
 reaches p); epsilon and eta cutoffs (Hewitt et al. 2022: drop probabilities below epsilon, or below
 min(eta, sqrt(eta) exp(-entropy))). Every filter keeps at least the most likely token.
 
 All functions take a [rows, vocab] tensor; each row is warped on its own, so the verifier can compute the
-target distribution at every node of a draft tree in one call.
+target distribution at every node of a draft tree in one call (`Warpers` in processors.py).
 """
 
 from __future__ import annotations
@@ -20,20 +19,6 @@ import torch
 from decodekit.sampling.config import SamplingConfig
 
 NEG_INF = float("-inf")
-
-
-def apply_repetition_penalty(logits: torch.Tensor, penalty: float, histories: list[list[int]]) -> torch.Tensor:
-    """Row r penalises the tokens in `histories[r]`."""
-    if penalty == 1.0:
-        return logits
-    logits = logits.clone()
-    for row, history in enumerate(histories):
-        if not history:
-            continue
-        seen = torch.tensor(sorted(set(history)), dtype=torch.long, device=logits.device)
-        values = logits[row, seen]
-        logits[row, seen] = torch.where(values < 0, values * penalty, values / penalty)
-    return logits
 
 
 def _top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -109,11 +94,3 @@ def warp(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
     logits = _epsilon(logits, config.epsilon_cutoff)
     return _eta(logits, config.eta_cutoff)
 
-
-def target_probs(
-    logits: torch.Tensor, config: SamplingConfig, histories: list[list[int]] | None = None
-) -> torch.Tensor:
-    """The distribution that plain sampling draws from, one row per logits row."""
-    if histories is not None:
-        logits = apply_repetition_penalty(logits, config.repetition_penalty, histories)
-    return warp(logits, config).softmax(dim=-1)

@@ -10,8 +10,9 @@ distribution q_j is accepted with probability min(1, r(x_j) / q_j(x_j)); on reje
 r <- norm(max(0, r - q_j)). When every child is rejected, the next token is drawn from r. Deterministic
 drafters give no q: a proposal is then one-hot, so it is accepted with probability r(x_j) and rejection
 removes x_j from r. Either way the committed tokens have exactly the target's distribution, provided that
-stochastic siblings are drawn independently from their q. p is the plain-sampling distribution: the same
-repetition penalty, temperature and filters, applied at each node with that node's own history.
+stochastic siblings are drawn independently from their q. p is the plain-sampling distribution: the request's
+sampler (its processor chain: penalty, constraints, warpers) applied at each node with that node's own path.
+Greedy follows the argmax of the same processed logits.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from decodekit.drafting.base import Draft
-from decodekit.sampling import SamplingConfig, apply_repetition_penalty, target_probs
+from decodekit.sampling import Sampler
+from decodekit.speculative.tree import children, row_paths
 
 
 @dataclass
@@ -31,31 +33,13 @@ class Verdict:
     rows: list[int]  # for each committed token, the logits row it was chosen from (0 = root)
 
 
-def _children(draft: Draft) -> list[list[int]]:
-    """children[r]: the draft nodes whose parent is logits row r (row 0 = root, row 1 + i = node i)."""
-    children: list[list[int]] = [[] for _ in range(len(draft) + 1)]
-    for node, parent in enumerate(draft.parents):
-        children[parent + 1].append(node)
-    return children
-
-
-def _histories(context: list[int], draft: Draft) -> list[list[int]]:
-    """The token history seen at each logits row: the context, then the draft path down to that node."""
-    histories = [context]
-    for node, parent in enumerate(draft.parents):
-        histories.append(histories[parent + 1] + [draft.tokens[node]])
-    return histories
-
-
-def verify_greedy(draft: Draft, logits: torch.Tensor, config: SamplingConfig, context: list[int]) -> Verdict:
-    if config.repetition_penalty != 1.0:
-        logits = apply_repetition_penalty(logits, config.repetition_penalty, _histories(context, draft))
-    best = logits.argmax(dim=-1).tolist()
-    children = _children(draft)
+def verify_greedy(draft: Draft, logits: torch.Tensor, sampler: Sampler) -> Verdict:
+    best = sampler.process(logits, row_paths(draft)).argmax(dim=-1).tolist()
+    below = children(draft)
     accepted: list[int] = []
     row = 0
     while True:
-        match = next((c for c in children[row] if draft.tokens[c] == best[row]), None)
+        match = next((c for c in below[row] if draft.tokens[c] == best[row]), None)
         if match is None:
             break
         accepted.append(match)
@@ -67,19 +51,17 @@ def verify_greedy(draft: Draft, logits: torch.Tensor, config: SamplingConfig, co
 def verify_sampling(
     draft: Draft,
     logits: torch.Tensor,
-    config: SamplingConfig,
-    context: list[int],
+    sampler: Sampler,
     generator: torch.Generator,
 ) -> Verdict:
-    histories = _histories(context, draft) if config.repetition_penalty != 1.0 else None
-    probs = target_probs(logits, config, histories)
-    children = _children(draft)
+    probs = sampler.probs(logits, row_paths(draft))
+    below = children(draft)
     accepted: list[int] = []
     row = 0
     while True:
         residual = probs[row]
         chosen = None
-        for child in children[row]:
+        for child in below[row]:
             token = draft.tokens[child]
             if draft.q is None:
                 ratio = residual[token]
@@ -111,13 +93,13 @@ def verify_sampling(
 def verify(
     draft: Draft,
     logits: torch.Tensor,
-    config: SamplingConfig,
-    context: list[int],
+    sampler: Sampler,
     generator: torch.Generator | None = None,
 ) -> Verdict:
-    """`logits`: [1 + len(draft), vocab] float32 target logits, row 0 at the root, row 1 + i at node i."""
-    if config.greedy:
-        return verify_greedy(draft, logits, config, context)
+    """`logits`: [1 + len(draft), vocab] float32 target logits, row 0 at the root, row 1 + i at node i; the
+    sampler's committed state is the text before the root's successor."""
+    if sampler.greedy:
+        return verify_greedy(draft, logits, sampler)
     if generator is None:
         raise ValueError("sampling verification needs a torch.Generator")
-    return verify_sampling(draft, logits, config, context, generator)
+    return verify_sampling(draft, logits, sampler, generator)

@@ -1,0 +1,82 @@
+"""A session: what lives across requests, owned in one place instead of in module-level caches.
+
+It holds the loaded models (targets and draft models, by name, dtype and device), what drafters keep across
+requests (`kept`: cost curves, corpus automata, matrix files; `learned`: learned drafter state per learning
+scope) and hands each method's factory a `StateStore` view under one scope. Two sessions in one process
+share nothing. `snapshot(scope)` and `restore(saved)` put a scope's learned state back as it was (a benchmark
+repeat, or a warm-up that must teach nothing); `forget(scope)` drops it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from decodekit.models.loaded import LoadedModel
+from decodekit.models.loading import load_model
+
+State = TypeVar("State")
+
+
+class Session:
+    def __init__(self) -> None:
+        self._models: dict[tuple, LoadedModel] = {}
+        self._kept: dict[tuple, Any] = {}
+        self._learned: dict[tuple, Any] = {}  # (scope, *key) -> a learned state object
+
+    def model(self, name: str | LoadedModel, dtype: str = "auto", device: str = "auto",
+              threads: int | None = None) -> LoadedModel:
+        """A model as given, or loaded once per session by name, dtype and device."""
+        if isinstance(name, LoadedModel):
+            return name
+        key = (name, dtype, device)
+        if key not in self._models:
+            self._models[key] = load_model(name, dtype=dtype, device=device, threads=threads)
+        return self._models[key]
+
+    def kept(self, key: tuple, make: Callable[[], State]) -> State:
+        if key not in self._kept:
+            self._kept[key] = make()
+        return self._kept[key]
+
+    def learned(self, key: tuple, make: Callable[[], State], scope: str | None = None) -> State:
+        full = (scope, *key)
+        if full not in self._learned:
+            self._learned[full] = make()
+        return self._learned[full]
+
+    def store(self, scope: str | None = None) -> ScopedStore:
+        """What a method's drafters keep, with learned state under `scope` (None: the session-wide scope)."""
+        return ScopedStore(self, scope)
+
+    def snapshot(self, scope: str | None) -> dict[tuple, Any]:
+        """A copy of every state learned so far under `scope`, for `restore`."""
+        return {key: copy.deepcopy(state) for key, state in self._learned.items() if key[0] == scope}
+
+    def restore(self, saved: dict[tuple, Any], scope: str | None) -> None:
+        """Put `scope`'s learned states back as `snapshot` copied them: states made since are emptied back to
+        what their first snapshot knew, or to nothing. Drafters hold the state objects themselves, so each
+        object stays and its contents are replaced (by a fresh copy: the snapshot can be restored again)."""
+        for key, state in self._learned.items():
+            if key[0] != scope:
+                continue
+            if key in saved:
+                vars(state).update(vars(copy.deepcopy(saved[key])))
+            else:
+                raise RuntimeError(f"learned state {key[1:]} was made after the snapshot; snapshot after the "
+                                   "drafters are built")
+
+
+class ScopedStore:
+    """A session's `StateStore` for one learning scope (drafting/state_store.py)."""
+
+    def __init__(self, session: Session, scope: str | None) -> None:
+        self.session = session
+        self.scope = scope
+
+    def learned(self, key: tuple, make: Callable[[], State]) -> State:
+        return self.session.learned(key, make, self.scope)
+
+    def kept(self, key: tuple, make: Callable[[], State]) -> State:
+        return self.session.kept(key, make)

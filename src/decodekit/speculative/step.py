@@ -1,0 +1,164 @@
+"""The step that every autoregressive method shares, as functions of an explicit per-request state.
+
+    state = prefill(model, request, decoder)             # cache the prompt but its last token (the root)
+    step(state):
+        draft   = prune(drafter.propose(context, budget))  # a tree below the root; a constraint's pruning
+        logits  = forward([root] + draft, tree mask)        # one target forward
+        verdict = verify(draft, logits, sampler)            # greedy or exact speculative sampling
+        cache.keep(root + accepted path); sampler.accept(tokens); drafter.observe(...)
+        output.push(tokens)                                 # EOS, stop strings, text deltas, length
+
+`step` is `commit(state, proposal, forward(proposal))` with `proposal = propose(state)`; a caller that serves
+several requests (`step_together`, a server's scheduler) proposes for each, runs one batched forward over all
+of them (`Backend.forward_batch`) and commits each. A request's tokens do not depend on what else shares the
+forward, beyond the rounding of batched kernels (models/protocols.py says how far).
+
+The root (the last committed token) is not yet in the KV cache when a step starts: it is forwarded with the
+draft, and its logits row gives the distribution of the draft's first token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from decodekit.core import DecodeRequest, OutputCommitter
+from decodekit.core.output import Committed
+from decodekit.drafting.base import Draft, Drafter
+from decodekit.models.loaded import LoadedModel
+from decodekit.models.protocols import Cache, SequenceInput
+from decodekit.sampling import Sampler, entropy_and_margin
+from decodekit.speculative.decoder import Decoder
+from decodekit.speculative.tree import prune, tree_mask
+from decodekit.speculative.verify import verify
+from decodekit.trace import GenerationResult, StepRecord
+
+
+@dataclass
+class DecodeState:
+    """Everything one request's decoding carries from step to step."""
+
+    model: LoadedModel
+    request: DecodeRequest
+    method: str
+    drafter: Drafter | None
+    sampler: Sampler
+    generator: torch.Generator | None
+    cache: Cache
+    output: OutputCommitter
+    context: list[int]  # prompt + committed output; its last token is the root
+    start: float
+    prefill_seconds: float
+    steps: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.output.finish is not None
+
+
+@dataclass
+class Proposal:
+    """One step's draft and the forward it needs."""
+
+    draft: Draft
+    past: int  # cache length before the forward
+    forward: SequenceInput
+    started: float
+    drafted: float  # when drafting ended
+
+
+def prefill(model: LoadedModel, request: DecodeRequest, decoder: Decoder, method: str,
+            cache: Cache | None = None) -> DecodeState:
+    """Start a request: its sampler and drafter reset, its prompt (but the root) forwarded into `cache` (a
+    fresh one of the model's backend when None)."""
+    model.check_fits(len(request.prompt_ids), request.max_new_tokens)
+    sampling = request.sampling
+    generator = None
+    if not sampling.greedy:
+        generator = torch.Generator()
+        generator.manual_seed(sampling.seed if sampling.seed is not None else torch.seed())
+    prompt = list(request.prompt_ids)
+    start = time.perf_counter()
+    cache = model.backend.new_cache() if cache is None else cache
+    if len(prompt) > 1:
+        prefix = torch.tensor(prompt[:-1])
+        model.backend.forward(prefix, torch.arange(len(prefix)), cache, last=1)
+    prefill_seconds = time.perf_counter() - start
+    sampler = Sampler(sampling, [*decoder.make_processors(), *request.processors])
+    sampler.reset(prompt)
+    if decoder.drafter is not None:
+        decoder.drafter.reset(prompt, sampler)
+    limit = min(request.max_new_tokens, model.context_length - len(prompt))
+    output = OutputCommitter(model.tokenizer, model.eos_token_ids, request.stop, limit)
+    return DecodeState(model, request, method, decoder.drafter, sampler, generator, cache, output, prompt, start,
+                       prefill_seconds)
+
+
+def propose(state: DecodeState) -> Proposal:
+    tick = time.perf_counter()
+    budget = min(state.request.num_draft, state.output.room - 1)
+    drafter = state.drafter
+    draft = drafter.propose(state.context, budget) if drafter is not None and budget > 0 else Draft()
+    if len(draft) > max(budget, 0):
+        raise RuntimeError(f"{state.method}: drafter proposed {len(draft)} nodes over a budget of {budget}")
+    draft = prune(draft, state.sampler)
+    past = state.cache.length
+    inputs = torch.tensor([state.context[-1]] + draft.tokens + draft.aux_tokens)
+    positions = past + torch.tensor([0] + draft.depths() + draft.aux_depths)
+    mask = None if draft.is_chain and not draft.aux_tokens else tree_mask(draft)
+    return Proposal(draft, past, SequenceInput(inputs, positions, state.cache, mask), tick, time.perf_counter())
+
+
+def commit(state: DecodeState, proposal: Proposal, logits: torch.Tensor) -> Committed:
+    """Verify the proposal against its logits and commit what was accepted."""
+    draft = proposal.draft
+    verdict = verify(draft, logits[: len(draft) + 1], state.sampler, state.generator)
+    state.cache.keep(proposal.past, [0] + [node + 1 for node in verdict.accepted])
+    verified = time.perf_counter()
+    entropy, margin = entropy_and_margin(logits[verdict.rows])
+    committed = state.output.push(verdict.tokens)
+    tokens = committed.tokens
+    state.context.extend(tokens)
+    state.sampler.accept(tokens)
+    if state.drafter is not None:
+        state.drafter.observe(tokens, logits, draft, verdict.accepted)
+    state.steps.append(StepRecord(
+        committed=tokens, drafted=list(draft.tokens), parents=list(draft.parents),
+        accepted=verdict.accepted[: len(tokens)], draft_seconds=proposal.drafted - proposal.started,
+        verify_seconds=verified - proposal.drafted, entropy=entropy[: len(tokens)], margin=margin[: len(tokens)],
+    ))
+    return committed
+
+
+def step(state: DecodeState) -> Committed:
+    """One step of one request: propose, one target forward, verify, commit."""
+    proposal = propose(state)
+    item = proposal.forward
+    logits = state.model.backend.forward(item.input_ids, item.positions, item.cache, item.tree_mask)
+    return commit(state, proposal, logits)
+
+
+def step_together(states: Sequence[DecodeState]) -> list[Committed]:
+    """One step of each unfinished request of one model, with one batched target forward over all of them.
+    Their caches must come from one `Backend.new_caches` call."""
+    if not states:
+        return []
+    backend = states[0].model.backend
+    if any(s.model.backend is not backend for s in states):
+        raise ValueError("requests stepped together must share one model")
+    proposals = [propose(state) for state in states]
+    logits = backend.forward_batch([p.forward for p in proposals])
+    return [commit(state, proposal, rows) for state, proposal, rows in zip(states, proposals, logits)]
+
+
+def result(state: DecodeState) -> GenerationResult:
+    drafter = state.drafter
+    return GenerationResult(
+        text=state.output.text, token_ids=list(state.output.token_ids), finish_reason=state.output.finish,
+        method=state.method, prompt_tokens=len(state.request.prompt_ids), steps=state.steps,
+        seconds=time.perf_counter() - state.start, prefill_seconds=state.prefill_seconds,
+        draft_forward_passes=drafter.forward_passes if drafter is not None else 0,
+    )
