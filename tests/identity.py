@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from decodekit.api import generate
+from decodekit.session import Session
 
 _references: dict[tuple, tuple[object, list[int]]] = {}
+_session = Session()  # one for the test run: cost curves are measured once, drafters learn across prompts
 
 
 def ar_reference(model, prompt: str | list[int], max_new_tokens: int) -> list[int]:
@@ -13,12 +15,14 @@ def ar_reference(model, prompt: str | list[int], max_new_tokens: int) -> list[in
     for it."""
     key = (id(model), tuple(prompt) if isinstance(prompt, list) else prompt, max_new_tokens)
     if key not in _references or _references[key][0] is not model:
-        _references[key] = (model, generate(prompt, model, method="ar", max_new_tokens=max_new_tokens).token_ids)
+        _references[key] = (model, generate(prompt, model, method="ar", max_new_tokens=max_new_tokens,
+                                               session=_session).token_ids)
     return _references[key][1]
 
 
 def greedy_mismatches(model, method: str, prompts: list, max_new_tokens: int = 48, **options) -> list[str]:
     """The prompts on which `method` differs from `ar` (empty when identical everywhere)."""
     return [prompt for prompt in prompts
-            if generate(prompt, model, method=method, max_new_tokens=max_new_tokens, **options).token_ids
+            if generate(prompt, model, method=method, max_new_tokens=max_new_tokens, session=_session,
+                     **options).token_ids
             != ar_reference(model, prompt, max_new_tokens)]

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from decodekit.api import generate
-from decodekit.cache import StaticKVCache
+from decodekit.models.cache import KVSlots
 from decodekit.drafting.base import Draft
-from decodekit.engine import tree_mask
+from decodekit.speculative.tree import tree_mask
 from decodekit.errors import UserError
 from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models import backend_lean
@@ -140,7 +140,7 @@ def test_static_cache_edits_on_embedded_model(smollm2_f32):
 
 def test_static_cache_grows_and_keeps_its_contents():
     backend = LeanLlamaBackend(tiny("gqa"))
-    small = StaticKVCache(3, 2, 8, limit=512, capacity=4)
+    small = KVSlots(3, 2, 8, limit=512, capacity=4).acquire()
     prompt = list(range(1, 12))
     backend.forward(torch.tensor(prompt[:3]), torch.arange(3), small)
     backend.forward(torch.tensor(prompt[3:]), 3 + torch.arange(len(prompt) - 3), small)
@@ -175,7 +175,7 @@ def test_padded_forwards_equal_unpadded_ones(n):
 
 def test_no_padding_past_the_cache_limit():
     backend = LeanLlamaBackend(tiny("gqa"))
-    cache = StaticKVCache(3, 2, 8, limit=9, capacity=4)
+    cache = KVSlots(3, 2, 8, limit=9, capacity=4).acquire()
     backend.forward(torch.tensor([3, 4, 5, 6, 7]), torch.arange(5), cache)
     assert backend._rows(4, 5, 9) == 4  # eight rows would not fit in the nine positions
     logits = backend.forward(torch.tensor([8, 9, 10, 11]), 5 + torch.arange(4), cache)

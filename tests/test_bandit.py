@@ -4,13 +4,14 @@ the scoring of every arm on the committed text, the cost curve's weight, and who
 import pytest
 import torch
 
-from decodekit.drafting import learning_scope
+from decodekit.session import Session
 from decodekit.drafting.bandit import (NO_DRAFT, SHRINK, Arm, BanditDrafter, BanditStats, limit, match_bucket,
                                       matched_path, shared_stats)
 from decodekit.drafting.cost_curve import CostCurve
 from decodekit.drafting.base import Draft
 from decodekit.errors import UserError
 from decodekit.sampling import SamplingConfig
+from decodekit.sampling import Sampler
 
 
 class Recorder:
@@ -95,7 +96,7 @@ def test_every_arm_is_scored_on_the_text_that_followed():
     arms = [Arm(NO_DRAFT, 0), Arm("x", 1), Arm("x", 3), Arm("y", 1)]
     stats = BanditStats(arms)
     auto = BanditDrafter(drafters, stats, exploration=0.0)
-    auto.reset([5, 6], SamplingConfig())
+    auto.reset([5, 6], Sampler(SamplingConfig()))
     draft = auto.propose([5, 6], budget=8)
     assert draft.tokens == [1, 2, 3]  # unseen: every depth is worth half a token, every forward costs alike
     assert drafters["x"].calls.count(("propose", 3)) == 1 and drafters["y"].calls.count(("propose", 1)) == 1
@@ -122,21 +123,22 @@ def test_the_cost_curve_and_the_overhead_weigh_against_large_drafts():
         stats.record(2, depth=4, accepted_length=1, bucket=0)
     steep = CostCurve((1, 2, 5), (0.01, 0.011, 0.03))
     auto = BanditDrafter(drafters, stats, steep, exploration=0.0)
-    auto.reset([5], SamplingConfig())
+    auto.reset([5], Sampler(SamplingConfig()))
     assert auto.propose([5], budget=8).tokens == [1]
     flat = CostCurve((1, 5), (0.01, 0.01))
     auto = BanditDrafter(drafters, stats, flat, exploration=0.0)
-    auto.reset([5], SamplingConfig())
+    auto.reset([5], Sampler(SamplingConfig()))
     assert auto.propose([5], budget=8).tokens == [1, 2, 3, 4]
 
 
-def test_stats_persist_per_key_and_arm_set(monkeypatch):
-    monkeypatch.setattr(learning_scope, "_learned", {})
+def test_stats_persist_per_key_and_arm_set():
+    store = Session().store()
     arms = [Arm(NO_DRAFT, 0), Arm("x", 4)]
-    first = shared_stats(("model",), arms)
-    assert shared_stats(("model",), list(arms)) is first
-    assert shared_stats(("other",), arms) is not first
-    assert shared_stats(("model",), arms[:1]) is not first
+    first = shared_stats(store, ("model",), arms)
+    assert shared_stats(store, ("model",), list(arms)) is first
+    assert shared_stats(store, ("other",), arms) is not first
+    assert shared_stats(store, ("model",), arms[:1]) is not first
+    assert shared_stats(Session().store(), ("model",), arms) is not first  # two sessions share nothing
 
 
 def test_options_are_checked():

@@ -3,9 +3,9 @@ llama.cpp baselines on the same GGUF file (when the optional llama-cpp-python is
 
 import pytest
 
+from decodekit.session import Session
 from decodekit.bench.runner import BenchSettings, build_contenders, context_needed, plan_methods, run_suite
 from decodekit.bench.suites import load_suite
-from decodekit.models import load_model
 
 pytestmark = pytest.mark.integration
 
@@ -15,10 +15,11 @@ def run(model, methods, draft_model=None, max_new_tokens=12):
     settings = BenchSettings(max_new_tokens=max_new_tokens, draft_model=draft_model)
     plans, skipped = plan_methods(methods, {}, draft_model, "smollm2-135m")
     assert not skipped
-    contenders, unset = build_contenders(model, "smollm2-135m", plans, settings, context_needed(model, suite, settings),
-                                         lambda name: load_model(name, dtype="float32"))
+    session = Session()
+    contenders, unset = build_contenders(session, model, "smollm2-135m", plans, settings,
+                                         context_needed(model, suite, settings))
     assert not unset
-    rows = run_suite(model, suite, contenders, settings)
+    rows = run_suite(session, model, suite, contenders, settings)
     assert all(row["error"] is None for row in rows), rows
     return {row["method"]: row for row in rows}
 

@@ -4,12 +4,12 @@ method that does not stop the others."""
 
 import pytest
 
+from decodekit.session import Session
 from decodekit.bench import runner
 from decodekit.bench.baselines import HFGenerate
 from decodekit.bench.outcome import Outcome
 from decodekit.bench.runner import BenchSettings, build_contenders, plan_methods, run_suite
 from decodekit.bench.suites import Prompt, Suite
-from decodekit.drafting.learning_scope import separate_learning
 from decodekit.drafting.token_recycling import shared_state
 from decodekit.errors import UserError
 from decodekit.methods import METHODS, Method
@@ -91,6 +91,7 @@ def fixed(seconds_by_call):
 
 
 def test_repeats_interleave_and_keep_the_median(model):
+    session = Session()
     order = []
 
     def spy(name, inner):
@@ -102,7 +103,7 @@ def test_repeats_interleave_and_keep_the_median(model):
     ar = fixed([9.0, 1.0, 3.0, 2.0])  # warm-up, then three timed runs
     other = fixed([9.0, 5.0, 4.0, 6.0])
     suite = Suite("s", [Prompt(1, "qa", ("w1 w2",))])
-    rows = run_suite(model, suite, {"ar": spy("ar", ar), "other": spy("other", other)},
+    rows = run_suite(session, model, suite, {"ar": spy("ar", ar), "other": spy("other", other)},
                      BenchSettings(max_new_tokens=3, repeat=3))
     assert order == ["ar", "other"] + ["ar", "other"] * 3
     by_method = {r["method"]: r for r in rows}
@@ -112,6 +113,7 @@ def test_repeats_interleave_and_keep_the_median(model):
 
 
 def test_method_order_rotates_from_prompt_to_prompt(model):
+    session = Session()
     order = []
 
     def spy(name):
@@ -123,20 +125,21 @@ def test_method_order_rotates_from_prompt_to_prompt(model):
         return generate
 
     suite = Suite("s", [Prompt(i, "qa", (f"w{i}",)) for i in range(1, 4)])
-    run_suite(model, suite, {n: spy(n) for n in ("ar", "b", "c")}, BenchSettings(max_new_tokens=2))
+    run_suite(session, model, suite, {n: spy(n) for n in ("ar", "b", "c")}, BenchSettings(max_new_tokens=2))
     assert order[3:] == ["ar", "b", "c", "b", "c", "ar", "c", "ar", "b"]
 
 
 def test_later_turns_follow_each_methods_own_answers(model):
+    session = Session()
     settings = BenchSettings(max_new_tokens=4, turns="all")
     plans, _ = plan_methods("hf", {}, None, "tiny")
-    contenders, unset = build_contenders(model, "tiny", plans, settings, 512, None)
+    contenders, unset = build_contenders(session, model, "tiny", plans, settings, 512)
     assert not unset
     seen = []
     real_ar = contenders["ar"]
     contenders["ar"] = lambda ids, *rest: seen.append(ids) or real_ar(ids, *rest)
     suite = Suite("s", [Prompt(1, "writing", ("w1 w2 w3", "w4 w5"))])
-    rows = run_suite(model, suite, contenders, settings)
+    rows = run_suite(session, model, suite, contenders, settings)
     assert [(r["method"], r["turn"]) for r in rows] == [("ar", 1), ("hf", 1), ("ar", 2), ("hf", 2)]
     first_answer = rows[0]["text"]
     expected = model.encode("\n\n".join(["w1 w2 w3", first_answer, "w4 w5"]), chat=False)
@@ -145,6 +148,7 @@ def test_later_turns_follow_each_methods_own_answers(model):
 
 
 def test_a_failing_method_is_recorded_and_the_others_go_on(model):
+    session = Session()
     def boom(prompt_ids, max_new_tokens, sampling):
         if len(prompt_ids) == 3:
             raise RuntimeError("drafter exploded")
@@ -152,7 +156,7 @@ def test_a_failing_method_is_recorded_and_the_others_go_on(model):
 
     notices = []
     suite = Suite("s", [Prompt(1, "qa", ("w1",)), Prompt(2, "qa", ("w1 w2 w3",)), Prompt(3, "qa", ("w2",))])
-    rows = run_suite(model, suite, {"ar": fixed([1.0]), "boom": boom}, BenchSettings(max_new_tokens=2),
+    rows = run_suite(session, model, suite, {"ar": fixed([1.0]), "boom": boom}, BenchSettings(max_new_tokens=2),
                      notice=notices.append)
     assert [(r["question_id"], r["method"], r["error"]) for r in rows] == [
         (1, "ar", None), (1, "boom", None), (2, "boom", "RuntimeError: drafter exploded"), (2, "ar", None),
@@ -183,13 +187,11 @@ def test_methods_learn_apart(model):
     """recycle's pass over a prompt teaches nothing to hybrid's or auto's recycled trees, nor to the
     process-wide state; it does teach recycle's own, for its later prompts."""
     plans, _ = plan_methods("recycle,hybrid,auto", {}, None, "tiny")
-    contenders, _ = build_contenders(model, "tiny", plans, BenchSettings(max_new_tokens=8), 512, None)
+    session = Session()
+    contenders, _ = build_contenders(session, model, "tiny", plans, BenchSettings(max_new_tokens=8), 512)
 
     def rows_known(scope: str | None) -> int:
-        if scope is None:
-            return int(shared_state(model).known.sum())
-        with separate_learning(scope):
-            return int(shared_state(model).known.sum())
+        return int(shared_state(session.store(scope), model).known.sum())
 
     scopes = ("recycle", "hybrid", "auto", None)
     before = {scope: rows_known(scope) for scope in scopes}
@@ -202,9 +204,10 @@ def test_methods_learn_apart(model):
 def test_every_repeat_starts_from_what_the_method_knew_before_the_first(model):
     """A method that learns across requests must not draft a repeat from its own previous pass over the
     same prompt: every repeat drafts exactly as the first did."""
+    session = Session()
     plans, _ = plan_methods("ngram,recycle,auto", {}, None, "tiny")
     settings = BenchSettings(max_new_tokens=24, repeat=3)
-    contenders, _ = build_contenders(model, "tiny", plans, settings, 512, None)
+    contenders, _ = build_contenders(session, model, "tiny", plans, settings, 512)
     outcomes: dict[str, list[Outcome]] = {name: [] for name in contenders}
 
     def spy(name):
@@ -214,7 +217,7 @@ def test_every_repeat_starts_from_what_the_method_knew_before_the_first(model):
         return generate
 
     suite = Suite("s", [Prompt(1, "qa", ("w1 w2 w3 w4 w1 w2",)), Prompt(2, "qa", ("w3 w4 w5 w3 w4",))])
-    run_suite(model, suite, {name: spy(name) for name in contenders}, settings)
+    run_suite(session, model, suite, {name: spy(name) for name in contenders}, settings)
     for name in ("ngram", "recycle", "auto"):
         timed = outcomes[name][1:]  # after the warm-up: three repeats of each prompt
         for first, *repeats in (timed[:3], timed[3:]):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from decodekit.drafting.base import Draft
-from decodekit.engine import tree_mask
+from decodekit.speculative.tree import tree_mask
 from tiny import tiny_model
 
 TOLERANCE = 1e-4

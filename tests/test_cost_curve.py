@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from decodekit.session import Session
 from decodekit.drafting import cost_curve as cc
 from decodekit.drafting.cost_curve import CostCurve, cost_curve, curve_key, measure
 from tiny import tiny_model
@@ -57,28 +58,27 @@ def test_cost_curve_is_cached_on_disk_per_key(tmp_path, monkeypatch):
     model = tiny_model()
     calls = []
     monkeypatch.setattr(cc, "measure", lambda m: calls.append(m) or CostCurve((1, 2), (0.5, 0.75)))
-    monkeypatch.setattr(cc, "_curves", {})
     monkeypatch.setattr(cc, "other_load", lambda: 0.1)
-    first = cost_curve(model, tmp_path)
+    first = cost_curve(model, Session(), tmp_path)
     path = tmp_path / "cost_curves" / f"{curve_key(model)}.json"
     assert json.loads(path.read_text())["seconds"] == [0.5, 0.75]
-    monkeypatch.setattr(cc, "_curves", {})  # a new process: read from disk, not measured again
-    assert cost_curve(model, tmp_path) == first and len(calls) == 1
+    session = Session()  # a new session: read from disk, not measured again
+    assert cost_curve(model, session, tmp_path) == first and len(calls) == 1
+    assert cost_curve(model, session, tmp_path) == first and len(calls) == 1  # then kept by the session
     path.write_text("{not json")  # an unreadable entry is measured again and rewritten
-    monkeypatch.setattr(cc, "_curves", {})
-    assert cost_curve(model, tmp_path) == first and len(calls) == 2
+    assert cost_curve(model, Session(), tmp_path) == first and len(calls) == 2
     assert json.loads(path.read_text())["sizes"] == [1, 2]
 
 
 def test_a_measurement_on_a_busy_machine_serves_only_this_process(tmp_path, monkeypatch, capsys):
     model = tiny_model()
     monkeypatch.setattr(cc, "measure", lambda m: CostCurve((1, 2), (0.5, 0.75)))
-    monkeypatch.setattr(cc, "_curves", {})
     monkeypatch.setattr(cc, "other_load", lambda: 0.9)
-    assert cost_curve(model, tmp_path).seconds == (0.5, 0.75)
+    session = Session()
+    assert cost_curve(model, session, tmp_path).seconds == (0.5, 0.75)
     assert not (tmp_path / "cost_curves" / f"{curve_key(model)}.json").exists()
     assert "not cached" in capsys.readouterr().err
-    assert cost_curve(model, tmp_path).seconds == (0.5, 0.75)  # kept in memory for this process
+    assert cost_curve(model, session, tmp_path).seconds == (0.5, 0.75)  # kept by the session
 
 
 def test_other_load_is_a_share_of_the_cores():

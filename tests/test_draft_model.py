@@ -15,15 +15,20 @@ from transformers import PreTrainedTokenizerFast
 
 from decodekit.api import generate
 from decodekit.drafting.draft_model import DraftModelDrafter, StopRule
-from decodekit.engine import DecodeRequest, Decoding
+from decodekit.core import DecodeRequest
+from decodekit.speculative.decoder import Decoder
+from decodekit.speculative.decoding import Decoding
 from decodekit.errors import UserError
 from decodekit.methods import get_method
 from decodekit.models.loaded import LoadedModel
-from decodekit.sampling import SamplingConfig, target_probs
+from building import target_probs
+from decodekit.sampling import SamplingConfig
 from prompts import PROMPTS
 from scipy.stats import chisquare
 from test_speculative_exactness import TableBackend
 from tiny import EOS, tiny_model
+from decodekit.sampling import Sampler
+from building import drafter_of
 
 PROMPTS_TINY = [[5, 9, 3, 17, 22], [1, 2, 3, 4, 5, 6, 7], [40, 41], [8, 8, 8, 8, 9]]
 RULES = [StopRule("confidence", 0.3), StopRule("entropy", 0.3), StopRule("none", 0.0)]
@@ -59,8 +64,8 @@ def renumbered(model: LoadedModel, seed: int) -> LoadedModel:
 
 
 def run(model, prompt, drafter, n=40, sampling=None, method="draft"):
-    request = DecodeRequest(list(prompt), n, sampling or SamplingConfig(), budget=6)
-    return Decoding(model, request, drafter, method).run()
+    request = DecodeRequest(list(prompt), n, sampling or SamplingConfig(), num_draft=6)
+    return Decoding(model, request, Decoder(drafter), method).run()
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +108,7 @@ def test_draft_cache_follows_the_committed_context(target):
     exactly the drafter's tokens, and its drafts and q rows equal those of fresh forwards."""
     draft = perturbed(target, 0.3, seed=3)
     drafter = DraftModelDrafter(target, draft, StopRule("none", 0.0))
-    drafter.reset(PROMPTS_TINY[1], SamplingConfig())
+    drafter.reset(PROMPTS_TINY[1], Sampler(SamplingConfig()))
     context = list(PROMPTS_TINY[1])
     for step, keep in enumerate([2, 0, 5, 1]):
         proposal = drafter.propose(context, 5)
@@ -113,7 +118,7 @@ def test_draft_cache_follows_the_committed_context(target):
         other = (proposal.tokens[keep] + 1) % 64 if keep < 5 else 7
         context += proposal.tokens[:keep] + [other]
     passes = drafter.forward_passes
-    drafter.reset(context, SamplingConfig(temperature=1.0, seed=5))
+    drafter.reset(context, Sampler(SamplingConfig(temperature=1.0, seed=5)))
     drafter.propose(context[:-3], 3)
     q = drafter.propose(context, 3).q  # the cache keeps context[:-3], forwards the rest
     fresh = draft.backend.forward(torch.tensor(context), torch.arange(len(context)), draft.backend.new_cache())
@@ -123,7 +128,7 @@ def test_draft_cache_follows_the_committed_context(target):
 
 def test_a_rejected_tail_is_truncated_not_reforwarded(target):
     drafter = DraftModelDrafter(target, perturbed(target, 0.3, seed=4), StopRule("none", 0.0))
-    drafter.reset(PROMPTS_TINY[0], SamplingConfig())
+    drafter.reset(PROMPTS_TINY[0], Sampler(SamplingConfig()))
     context = list(PROMPTS_TINY[0])
     first = drafter.propose(context, 4)
     before = drafter.forward_passes
@@ -135,7 +140,7 @@ def test_sampling_q_rows_use_the_same_warpers(target):
     sampling = SamplingConfig(temperature=0.7, top_k=5, repetition_penalty=1.3, seed=9)
     draft = perturbed(target, 0.3, seed=5)
     drafter = DraftModelDrafter(target, draft, StopRule("none", 0.0))
-    drafter.reset(PROMPTS_TINY[0], sampling)
+    drafter.reset(PROMPTS_TINY[0], Sampler(sampling))
     context = list(PROMPTS_TINY[0])
     proposal = drafter.propose(context, 3)
     assert proposal.q.shape == (3, 64)
@@ -188,7 +193,7 @@ def test_cross_tokenizer_draft_is_bridged_through_text(target):
 
 def test_cross_tokenizer_sampling_gives_one_hot_drafts(target):
     drafter = DraftModelDrafter(target, renumbered(target, seed=2), StopRule("none", 0.0))
-    drafter.reset(PROMPTS_TINY[0], SamplingConfig(temperature=1.0, seed=3))
+    drafter.reset(PROMPTS_TINY[0], Sampler(SamplingConfig(temperature=1.0, seed=3)))
     proposal = drafter.propose(list(PROMPTS_TINY[0]), 4)
     assert proposal.q is None and len(proposal.tokens) == 4
 
@@ -211,12 +216,12 @@ def test_unbridgeable_and_unloadable_draft_models_are_user_errors(target):
         get_method("draft", {"draft_model": "nosuch"})
     method = get_method("draft")
     with pytest.raises(UserError, match="cannot load draft model 'nosuch'") as error:
-        method.make_drafter(target, {"draft_model": "nosuch"})
+        drafter_of("draft", target, {"draft_model": "nosuch"})
     assert "\n" not in str(error.value)
     with pytest.raises(UserError, match="needs --draft-model"):
-        method.make_drafter(target, {})
+        drafter_of("draft", target, {})
     with pytest.raises(UserError, match="stop_rule"):
-        method.make_drafter(target, {"draft_model": target.name, "stop_rule": "never"})
+        drafter_of("draft", target, {"draft_model": target.name, "stop_rule": "never"})
     with pytest.raises(UserError, match="does not take"):
         get_method("draft", {"skip_layers": "1-2"})
 

@@ -4,7 +4,7 @@ import torch
 
 from decodekit.api import generate
 from decodekit.drafting.base import Draft
-from decodekit.engine import tree_mask
+from decodekit.speculative.tree import tree_mask
 from decodekit.sampling import SamplingConfig
 from tiny import EOS, tiny_model
 

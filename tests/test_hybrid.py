@@ -8,6 +8,7 @@ from decodekit.drafting.suffix_automaton import SuffixAutomatonDrafter
 from decodekit.drafting.token_recycling import RecycleDrafter, RecycleState
 from decodekit.errors import UserError
 from decodekit.sampling import SamplingConfig
+from decodekit.sampling import Sampler
 
 V = 32
 
@@ -23,11 +24,11 @@ def make(threshold=3):
 def test_long_match_copies_and_short_match_recycles():
     hybrid, _ = make(threshold=3)
     text = [1, 2, 3, 4, 5, 6, 1, 2, 3]
-    hybrid.reset(text, SamplingConfig())
+    hybrid.reset(text, Sampler(SamplingConfig()))
     assert hybrid.longest_match() == 3
     assert hybrid.propose(text, budget=4).tokens == [4, 5, 6, 1]  # what followed 1 2 3
     short = [1, 2, 3, 4, 5, 9]
-    hybrid.reset(short, SamplingConfig())
+    hybrid.reset(short, Sampler(SamplingConfig()))
     assert hybrid.longest_match() == 0
     draft = hybrid.propose(short, budget=4)  # ranks 0, 0.0 (dropped: 20 has no row yet), 1
     assert draft.tokens == [20, 21] and draft.parents == [-1, -1]
@@ -35,7 +36,7 @@ def test_long_match_copies_and_short_match_recycles():
 
 def test_both_parts_learn_from_every_step():
     hybrid, state = make(threshold=2)
-    hybrid.reset([7, 8, 9], SamplingConfig())
+    hybrid.reset([7, 8, 9], Sampler(SamplingConfig()))
     logits = torch.zeros(2, V)
     logits[0, 7] = 1.0  # the root 9 predicts 7
     logits[1, 8] = 1.0  # the drafted 20 predicts 8

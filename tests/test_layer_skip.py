@@ -10,12 +10,17 @@ import torch
 from decodekit.api import generate
 from decodekit.drafting.draft_model import StopRule
 from decodekit.drafting.layer_skip import LayerSkipDrafter, candidate_sets, expected_speedup, parse_layers
-from decodekit.engine import DecodeRequest, Decoding
+from decodekit.core import DecodeRequest
+from decodekit.speculative.decoder import Decoder
+from decodekit.speculative.decoding import Decoding
 from decodekit.errors import UserError
 from decodekit.methods import get_method
-from decodekit.sampling import SamplingConfig, target_probs
+from building import target_probs
+from decodekit.sampling import SamplingConfig
 from prompts import PROMPTS
 from tiny import tiny_model
+from decodekit.sampling import Sampler
+from building import drafter_of
 
 PROMPTS_TINY = [[5, 9, 3, 17, 22], [1, 2, 3, 4, 5, 6, 7], [40, 41], [8, 8, 8, 8, 9]]
 
@@ -97,7 +102,7 @@ def test_expected_speedup_prefers_agreement_and_cheap_drafts():
 
 def test_calibration_picks_the_best_candidate_and_counts_its_forwards(target):
     drafter = LayerSkipDrafter(target, None, StopRule())
-    drafter.reset(PROMPTS_TINY[1], SamplingConfig())
+    drafter.reset(PROMPTS_TINY[1], Sampler(SamplingConfig()))
     drafter.propose(PROMPTS_TINY[1], 4)
     candidates = candidate_sets(6)
     assert set(drafter.agreement) == set(candidates) and drafter.skip in candidates
@@ -105,7 +110,7 @@ def test_calibration_picks_the_best_candidate_and_counts_its_forwards(target):
     assert expected_speedup(drafter.agreement[drafter.skip], len(drafter.skip), 6, 4) == best
     calibration = 1 + len(candidates)
     assert calibration < drafter.forward_passes <= calibration + 4
-    drafter.reset(PROMPTS_TINY[0], SamplingConfig())
+    drafter.reset(PROMPTS_TINY[0], Sampler(SamplingConfig()))
     assert drafter.skip is None and drafter.forward_passes == 0  # calibrated again per request
 
 
@@ -114,9 +119,9 @@ def test_greedy_identity_on_a_tiny_model(target):
     rules = [StopRule("confidence", 0.8), StopRule("entropy", 0.3), StopRule("none", 0.0)]
     accepted = 0
     for skip, rule, prompt in itertools.product(options, rules, PROMPTS_TINY):
-        request = DecodeRequest(list(prompt), 30, budget=5)
-        reference = Decoding(target, request, None, "ar").run()
-        result = Decoding(target, request, LayerSkipDrafter(target, skip, rule), "layerskip").run()
+        request = DecodeRequest(list(prompt), 30, num_draft=5)
+        reference = Decoding(target, request, Decoder(), "ar").run()
+        result = Decoding(target, request, Decoder(LayerSkipDrafter(target, skip, rule)), "layerskip").run()
         assert result.token_ids == reference.token_ids, (skip, rule, prompt)
         accepted += result.accepted_tokens
     assert accepted > 0
@@ -128,7 +133,7 @@ def test_the_draft_cache_holds_the_kept_layers_and_follows_the_context(target):
     skip = frozenset({2, 3})
     sampling = SamplingConfig(temperature=0.8, top_k=10, repetition_penalty=1.2, seed=4)
     drafter = LayerSkipDrafter(target, skip, StopRule("none", 0.0))
-    drafter.reset(PROMPTS_TINY[0], sampling)
+    drafter.reset(PROMPTS_TINY[0], Sampler(sampling))
     context = list(PROMPTS_TINY[0])
     for keep in (1, 0, 3):
         proposal = drafter.propose(context, 4)
@@ -146,14 +151,14 @@ def test_the_draft_cache_holds_the_kept_layers_and_follows_the_context(target):
 def test_bad_options_are_user_errors(target):
     method = get_method("layerskip", {"skip_layers": "0-2"})
     with pytest.raises(UserError, match="first and last"):
-        method.make_drafter(target, {"skip_layers": "0-2"})
+        drafter_of("layerskip", target, {"skip_layers": "0-2"})
     with pytest.raises(UserError, match="threshold"):
-        method.make_drafter(target, {"threshold": "high"})
+        drafter_of("layerskip", target, {"threshold": "high"})
     with pytest.raises(UserError, match="does not take"):
         get_method("layerskip", {"draft_model": "smollm2-135m"})
     with pytest.raises(UserError, match="at least 3 layers"):
-        method.make_drafter(tiny_model(64, seed=1, layers=2), {})
-    assert method.make_drafter(target, {"skip_layers": "2-3"}).given == frozenset({2, 3})
+        drafter_of("layerskip", tiny_model(64, seed=1, layers=2), {})
+    assert drafter_of("layerskip", target, {"skip_layers": "2-3"}).given == frozenset({2, 3})
 
 
 @pytest.mark.integration

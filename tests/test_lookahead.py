@@ -5,9 +5,10 @@ import torch
 
 from decodekit.drafting.base import Draft
 from decodekit.drafting.lookahead import LookaheadDrafter, guess_trie
-from decodekit.engine import tree_mask
+from decodekit.speculative.tree import tree_mask
 from decodekit.errors import UserError
 from decodekit.sampling import SamplingConfig
+from decodekit.sampling import Sampler
 
 V = 50
 
@@ -43,7 +44,7 @@ def test_window_mask_follows_the_paper():
 
 def test_draft_carries_the_window_as_auxiliary_tokens():
     drafter = LookaheadDrafter(window=3, ngram=3, guesses=2)
-    drafter.reset([7, 8, 9], SamplingConfig())
+    drafter.reset([7, 8, 9], Sampler(SamplingConfig()))
     drafter.levels = [[11, 12, 13], [21, 22, 23]]
     drafter.pool = {9: [(30, 31), (30, 32), (40, 41)]}
     draft = drafter.propose([1, 9], budget=8)
@@ -58,7 +59,7 @@ def test_draft_carries_the_window_as_auxiliary_tokens():
 
 def test_observe_grows_levels_then_collects_ngrams_and_slides():
     drafter = LookaheadDrafter(window=2, ngram=3, guesses=2)
-    drafter.reset([5, 6], SamplingConfig())
+    drafter.reset([5, 6], Sampler(SamplingConfig()))
     assert len(drafter.levels) == 1 and len(drafter.levels[0]) == 2 and set(drafter.levels[0]) <= {5, 6}
     first = drafter.levels[0] = [1, 2]
     draft = drafter.propose([5, 6], budget=4)
@@ -79,7 +80,7 @@ def test_observe_grows_levels_then_collects_ngrams_and_slides():
 
 def test_observe_ignores_another_drafters_step():
     drafter = LookaheadDrafter(window=2, ngram=3)
-    drafter.reset([5, 6], SamplingConfig())
+    drafter.reset([5, 6], Sampler(SamplingConfig()))
     levels = [list(level) for level in drafter.levels]
     drafter.observe([1], rows_predicting([1, 2]), Draft([4], [-1]), [])
     assert drafter.levels == levels

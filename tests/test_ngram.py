@@ -6,6 +6,7 @@ from decodekit.drafting.cost_curve import CostCurve
 from decodekit.drafting.ngram import BACKOFF, NGramCounts, NGramDrafter
 from decodekit.errors import UserError
 from decodekit.sampling import SamplingConfig
+from decodekit.sampling import Sampler
 
 FREE = CostCurve((1, 512), (1.0, 1.0))  # extra tokens cost nothing: keep every node found
 
@@ -24,7 +25,7 @@ def test_counts_follow_the_history_and_back_off_to_bigrams():
 
 def test_draft_is_a_best_first_tree_of_the_counts():
     drafter = NGramDrafter(NGramCounts(), FREE, max_tree=6)
-    drafter.reset([1, 2, 3, 4, 1, 2, 3, 5, 1, 2], SamplingConfig())
+    drafter.reset([1, 2, 3, 4, 1, 2, 3, 5, 1, 2], Sampler(SamplingConfig()))
     draft = drafter.propose([1, 2, 3, 4, 1, 2, 3, 5, 1, 2], budget=8)
     # (1, 2) -> 3 twice; then (2, 3) -> 4 or 5; then (3, 4) -> 1 and (3, 5) -> 1 ...
     assert draft.tokens[0] == 3 and draft.parents[0] == -1
@@ -38,19 +39,19 @@ def test_draft_is_a_best_first_tree_of_the_counts():
 def test_observe_extends_the_counts_across_steps_and_requests():
     counts = NGramCounts()
     drafter = NGramDrafter(counts, tree_size=4)
-    drafter.reset([10, 11], SamplingConfig())
+    drafter.reset([10, 11], Sampler(SamplingConfig()))
     drafter.observe([12], None, None, [])
     drafter.observe([13, 14], None, None, [])
     assert dict(counts.next[(11, 12)]) == {13: 1} and dict(counts.next[(12, 13)]) == {14: 1}
     again = NGramDrafter(counts, tree_size=4)  # the next request keeps what the first one saw
-    again.reset([5, 10, 11], SamplingConfig())
+    again.reset([5, 10, 11], Sampler(SamplingConfig()))
     assert again.propose([5, 10, 11], budget=4).tokens == [12, 13, 14]
 
 
 def test_cost_curve_trims_unprofitable_nodes():
     dear = CostCurve((1, 2), (1.0, 2.0))
     drafter = NGramDrafter(NGramCounts(), dear)
-    drafter.reset([1, 2, 1, 2, 1, 2], SamplingConfig())
+    drafter.reset([1, 2, 1, 2, 1, 2], Sampler(SamplingConfig()))
     assert len(drafter.propose([1, 2, 1, 2, 1, 2], budget=8)) == 0
 
 

@@ -12,8 +12,10 @@ from decodekit.sampling import SamplingConfig
 from identity import greedy_mismatches
 from prompts import PROMPTS
 from tiny import tiny_model
+from decodekit.sampling import Sampler
+from building import drafter_of
 
-GREEDY = SamplingConfig()
+GREEDY = Sampler()
 
 
 def proposal(context, budget=8, **params):
@@ -147,8 +149,8 @@ def test_bad_parameters_are_user_errors():
     with pytest.raises(UserError):
         get_method("pld", {"corpus": "x.txt"})
     with pytest.raises(UserError):
-        get_method("pld").make_drafter(None, {"max_ngram": "three"})
-    assert get_method("pld").make_drafter(None, {"max_ngram": 4}).max_ngram == 4
+        get_method("pld", {"max_ngram": "three"})
+    assert drafter_of("pld", None, {"max_ngram": 4}).max_ngram == 4
 
 
 def tiny_ids(prompt: str, vocab_size: int) -> list[int]:

@@ -11,7 +11,9 @@ from transformers.generation.logits_process import (
 )
 
 from decodekit.errors import UserError
-from decodekit.sampling import SamplingConfig, apply_repetition_penalty, entropy_and_margin, target_probs, warp
+from building import target_probs
+from decodekit.sampling import SamplingConfig, entropy_and_margin, warp
+from decodekit.sampling.processors import apply_repetition_penalty
 
 V = 50
 

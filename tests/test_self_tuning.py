@@ -8,11 +8,15 @@ import pytest
 from decodekit.api import generate
 from decodekit.drafting.base import Draft
 from decodekit.errors import UserError
-from decodekit.methods import METHODS, get_method
+from decodekit.methods import get_method
 from decodekit.sampling import SamplingConfig
 from identity import greedy_mismatches
 from prompts import PROMPTS
 from tiny import tiny_model
+from building import drafter_of
+from decodekit.core import DecodeRequest
+from decodekit.speculative.decoder import Decoder
+from decodekit.speculative.decoding import Decoding
 
 METHOD_NAMES = ["recycle", "lookahead", "jacobi", "ngram", "hybrid", "auto"]
 
@@ -46,6 +50,8 @@ def test_tiny_greedy_identity(tiny, tiny_cache, method, num_draft):
 class Checked:
     """Wraps a drafter and checks every draft it makes: a valid tree of deterministic proposals."""
 
+    forward_passes = 0
+
     def __init__(self, inner):
         self.inner = inner
         self.drafts = 0
@@ -66,13 +72,11 @@ class Checked:
 
 @pytest.mark.parametrize("method", ["recycle", "auto", "lookahead", "ngram", "hybrid"])
 def test_sampling_runs_with_valid_deterministic_drafts(tiny, tiny_cache, method):
-    from decodekit.engine import DecodeRequest, Decoding
-
     sampling = SamplingConfig(temperature=0.9, top_p=0.95, seed=11)
     drafted = 0
     for prompt in tiny_prompts()[:4]:
-        checked = Checked(METHODS[method].make_drafter(tiny, {}))
-        result = Decoding(tiny, DecodeRequest(prompt, 40, sampling, budget=16), checked, method).run()
+        checked = Checked(drafter_of(method, tiny))
+        result = Decoding(tiny, DecodeRequest(prompt, 40, sampling, num_draft=16), Decoder(checked), method).run()
         assert 1 <= len(result.token_ids) <= 40
         assert all(0 <= token < 64 for token in result.token_ids)
         drafted += checked.drafts
@@ -89,15 +93,15 @@ def test_options_are_validated_before_and_after_loading(tiny, tiny_cache):
         with pytest.raises(UserError):
             get_method(method, options)  # before any model loads
     with pytest.raises(UserError, match="whole number"):
-        METHODS["recycle"].make_drafter(tiny, {"tree_size": "big"})
+        drafter_of("recycle", tiny, {"tree_size": "big"})
     with pytest.raises(UserError, match="cannot draft with"):
-        METHODS["auto"].make_drafter(tiny, {"drafters": "recycle,nosuch"})
+        drafter_of("auto", tiny, {"drafters": "recycle,nosuch"})
     with pytest.raises(UserError, match="budgets"):
-        METHODS["auto"].make_drafter(tiny, {"budgets": "4,x"})
-    auto = METHODS["auto"].make_drafter(tiny, {"drafters": "recycle,ngram", "budgets": "4,12"})
+        drafter_of("auto", tiny, {"budgets": "4,x"})
+    auto = drafter_of("auto", tiny, {"drafters": "recycle,ngram", "budgets": "4,12"})
     assert [str(arm) for arm in auto.stats.arms] == ["none", "recycle@4", "recycle@12", "ngram@4", "ngram@12"]
-    assert METHODS["recycle"].make_drafter(tiny, {"tree_size": 5}).size == 0  # set on reset
-    lookahead = METHODS["lookahead"].make_drafter(tiny, {"window": 3, "ngram": 2, "guesses": 2})
+    assert drafter_of("recycle", tiny, {"tree_size": 5}).size == 0  # set on reset
+    lookahead = drafter_of("lookahead", tiny, {"window": 3, "ngram": 2, "guesses": 2})
     assert (lookahead.window, lookahead.ngram, lookahead.guesses) == (3, 2, 2)
 
 

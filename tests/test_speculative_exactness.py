@@ -5,8 +5,9 @@ compared with the exact distribution (enumerated: 125 outcomes) by a chi-square 
 0.001, with temperature, top-k and top-p on, for chain drafts with draft probabilities q, one-hot chains,
 trees whose nodes have several children (one-hot and sampled), and the real drafters whose trees learn
 from the target across runs: Token Recycling's and `auto`'s bandit over pld, sam, recycle, ngram and
-lookahead (with fixed tree sizes and budgets in place of the cost curve). A deliberately wrong acceptance rule
-must fail the same test. The loop, the verifier and the cache edits are the real ones; only the forward is
+lookahead (with fixed tree sizes and budgets in place of the cost curve). The same holds with a stateful
+logits processor in the chain (one that bans a token depending on each row's own history), and a
+deliberately wrong acceptance rule, or the processor applied with the wrong histories, must fail the test. The loop, the verifier and the cache edits are the real ones; only the forward is
 served from a table of the tiny model's logits, so 20,000 runs take seconds.
 """
 
@@ -16,7 +17,9 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-import decodekit.engine as engine
+import decodekit.speculative.step as step_module
+import decodekit.speculative.verify as verify_module
+from decodekit.core import DecodeRequest
 from decodekit.drafting.bandit import NO_DRAFT, Arm, BanditDrafter, BanditStats
 from decodekit.drafting.base import Draft
 from decodekit.drafting.lookahead import LookaheadDrafter
@@ -24,9 +27,10 @@ from decodekit.drafting.ngram import NGramCounts, NGramDrafter
 from decodekit.drafting.prompt_lookup import PromptLookupDrafter
 from decodekit.drafting.suffix_automaton import SuffixAutomatonDrafter
 from decodekit.drafting.token_recycling import RecycleDrafter, RecycleState
-from decodekit.engine import DecodeRequest, Decoding
-from decodekit.sampling import SamplingConfig, target_probs
-from decodekit.verify import Verdict
+from decodekit.sampling import Processor, Sampler, SamplingConfig
+from decodekit.speculative.decoder import Decoder
+from decodekit.speculative.decoding import Decoding
+from decodekit.speculative.verify import Verdict
 from tiny import tiny_model
 
 V = 5
@@ -34,6 +38,29 @@ PROMPT = [1, 3]
 RUNS = 20_000
 SAMPLING = dict(temperature=0.9, top_k=4, top_p=0.9)
 ALPHA = 0.001
+
+
+class NoRepeat(Processor):
+    """Bans the last token of each row's history: a processor whose effect depends on the path of every row."""
+
+    def reset(self, prompt_ids):
+        self.last = prompt_ids[-1]
+
+    def accept(self, tokens):
+        self.last = tokens[-1]
+
+    def process(self, logits, paths):
+        banned = torch.tensor([path[-1] if path else self.last for path in paths])
+        out = logits.clone()
+        out[torch.arange(len(paths)), banned] = float("-inf")
+        return out
+
+
+def target_probs(logits, sampling, context=(), processors=()):
+    """The target distribution after `context` under `sampling` and fresh copies of `processors`."""
+    sampler = Sampler(sampling, [type(p)() for p in processors])
+    sampler.reset(list(context))
+    return sampler.probs(logits, [[]] * logits.shape[0])
 
 
 class TableBackend:
@@ -88,9 +115,9 @@ class ShapedDrafter:
         self.shape = shape
         self.draft = draft_backend
 
-    def reset(self, prompt_ids, sampling):
-        self.sampling = sampling
-        self.generator = torch.Generator().manual_seed(sampling.seed + 10_000)
+    def reset(self, prompt_ids, sampler):
+        self.sampling = sampler.config
+        self.generator = torch.Generator().manual_seed(sampler.seed + 10_000)
 
     def q(self, context):
         key = tuple(context)
@@ -128,6 +155,8 @@ class ShapedDrafter:
     def observe(self, committed, logits, draft, accepted):
         pass
 
+    forward_passes = 0
+
 
 def learning_drafter(shape: str):
     """A real drafter that learns from the target across the runs (one instance serves all of them)."""
@@ -148,18 +177,18 @@ def limit(draft: Draft, budget: int) -> Draft:
     return Draft(draft.tokens[:budget], draft.parents[:budget], q)
 
 
-def exact_distribution(backend, sampling):
+def exact_distribution(backend, sampling, processors=()):
     probs = {}
     for outcome in itertools.product(range(V), repeat=3):
         p, context = 1.0, list(PROMPT)
         for token in outcome:
-            p *= float(target_probs(backend.logits(tuple(context))[None], sampling)[0, token])
+            p *= float(target_probs(backend.logits(tuple(context))[None], sampling, context, processors)[0, token])
             context.append(token)
         probs[outcome] = p
     return probs
 
 
-def run_many(shape, runs=RUNS):
+def run_many(shape, runs=RUNS, processor=None):
     model = tiny_model(vocab_size=V, seed=21, layers=1)
     model.eos_token_ids = frozenset()
     model.backend = TableBackend(model.model)
@@ -168,11 +197,13 @@ def run_many(shape, runs=RUNS):
     counts: dict[tuple[int, ...], int] = {}
     for seed in range(runs):
         sampling = SamplingConfig(seed=seed, **SAMPLING)
-        request = DecodeRequest(list(PROMPT), max_new_tokens=5, sampling=sampling, budget=4)
-        result = Decoding(model, request, drafter, shape).run()
+        processors = [processor()] if processor else []
+        request = DecodeRequest(list(PROMPT), max_new_tokens=5, sampling=sampling, num_draft=4, processors=processors)
+        result = Decoding(model, request, Decoder(drafter), shape).run()
         key = tuple(result.token_ids[:3])
         counts[key] = counts.get(key, 0) + 1
-    return counts, exact_distribution(model.backend, SamplingConfig(**SAMPLING))
+    used = [processor()] if processor else []
+    return counts, exact_distribution(model.backend, SamplingConfig(**SAMPLING), used)
 
 
 def chi_square_p(counts, exact, runs=RUNS):
@@ -210,9 +241,24 @@ def test_committed_tokens_have_the_target_distribution(shape):
     assert chi_square_p(counts, exact) > ALPHA
 
 
-def wrong_rule(draft, logits, config, context, generator=None):
+@pytest.mark.parametrize("shape", ["tree_onehot", "tree_q", "auto"])
+def test_the_target_distribution_holds_with_a_processor_in_the_chain(shape):
+    counts, exact = run_many(shape, processor=NoRepeat)
+    impossible = [o for o in counts if exact[o] == 0]
+    assert not impossible, f"outcomes the processed target cannot produce: {impossible}"
+    assert chi_square_p(counts, exact) > ALPHA
+
+
+def test_a_processor_applied_with_the_wrong_histories_fails(monkeypatch):
+    """Every row processed as if it were the root (its path ignored): the exactness test must catch it."""
+    monkeypatch.setattr(verify_module, "row_paths", lambda draft: [[] for _ in range(len(draft) + 1)])
+    counts, exact = run_many("tree_onehot", processor=NoRepeat)
+    assert any(exact[o] == 0 for o in counts)  # it commits repeats that the processed target bans
+
+
+def wrong_rule(draft, logits, sampler, generator=None):
     """Accepts a one-hot child with probability p(x) but, on rejection, samples from p instead of the residual."""
-    probs = target_probs(logits, config)
+    probs = sampler.probs(logits, [[]] * logits.shape[0])
     row, accepted = 0, []
     while True:
         children = [n for n, parent in enumerate(draft.parents) if parent + 1 == row]
@@ -225,6 +271,6 @@ def wrong_rule(draft, logits, config, context, generator=None):
 
 
 def test_a_wrong_acceptance_rule_fails(monkeypatch):
-    monkeypatch.setattr(engine, "verify", wrong_rule)
+    monkeypatch.setattr(step_module, "verify", wrong_rule)
     counts, exact = run_many("chain_onehot", runs=RUNS)
     assert chi_square_p(counts, exact) < 1e-6

@@ -11,12 +11,13 @@ from decodekit.api import generate
 from decodekit.drafting.corpus import corpus_automaton, read_documents
 from decodekit.drafting.suffix_automaton import SEPARATOR, SuffixAutomaton, SuffixAutomatonDrafter
 from decodekit.errors import UserError
-from decodekit.sampling import SamplingConfig
 from identity import greedy_mismatches
 from prompts import PROMPTS
 from tiny import tiny_model
+from decodekit.sampling import Sampler
+from decodekit.session import Session
 
-GREEDY = SamplingConfig()
+GREEDY = Sampler()
 
 
 def earliest_earlier_match(text):
@@ -192,7 +193,7 @@ def test_bad_corpus_files_are_one_line_user_errors(tmp_path, name, content):
         path.write_text(content, encoding="utf-8")
     model = tiny_model(vocab_size=16)
     with pytest.raises(UserError) as error:
-        corpus_automaton(path, model.tokenizer)
+        corpus_automaton(path, model.tokenizer, Session())
     assert "\n" not in str(error.value) and name in str(error.value)
     with pytest.raises(UserError):
         generate([1, 2, 3], model, method="sam", max_new_tokens=4, corpus=str(path))

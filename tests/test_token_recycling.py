@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from decodekit.drafting import learning_scope
+from decodekit.session import Session
 from decodekit.drafting import token_recycling as tr
 from decodekit.drafting.base import Draft
 from decodekit.drafting.cost_curve import CostCurve
@@ -11,6 +11,7 @@ from decodekit.drafting.token_recycling import RecycleDrafter, RecycleState, gro
 from decodekit.errors import UserError
 from decodekit.sampling import SamplingConfig
 from tiny import tiny_model
+from decodekit.sampling import Sampler
 
 V = 16
 
@@ -69,7 +70,7 @@ def test_draft_expands_the_template_and_drops_subtrees_under_unknown_rows():
 def test_observe_learns_from_every_row_and_prefers_the_accepted_path():
     state = RecycleState(V, k=2)
     drafter = RecycleDrafter(state, tree_size=4)
-    drafter.reset([3, 1], SamplingConfig())
+    drafter.reset([3, 1], Sampler(SamplingConfig()))
     draft = Draft([6, 6], [-1, -1])  # the same token twice: the accepted node's row must win
     logits = one_hot_rows([6, 7], [8, 9], [10, 11])
     drafter.observe([6, 10], logits, draft, accepted=[1])
@@ -81,10 +82,10 @@ def test_observe_learns_from_every_row_and_prefers_the_accepted_path():
 def test_tree_size_comes_from_the_cost_curve_and_the_budget():
     state = RecycleState(V)
     free = RecycleDrafter(state, CostCurve((1, 256), (1.0, 1.0)), max_tree=40)
-    free.reset([1], SamplingConfig())
+    free.reset([1], Sampler(SamplingConfig()))
     assert free.size == 40  # extra tokens cost nothing: the whole template pays
     dear = RecycleDrafter(state, CostCurve((1, 2), (1.0, 2.0)), max_tree=40)
-    dear.reset([1], SamplingConfig())
+    dear.reset([1], Sampler(SamplingConfig()))
     assert dear.size == 0  # every extra token costs a forward: no tree pays
     with pytest.raises(ValueError):
         RecycleDrafter(state)
@@ -108,20 +109,19 @@ def test_matrix_file_round_trip_and_mismatch(tmp_path):
 
 
 def test_shared_state_persists_per_model_and_uses_the_matrix_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(learning_scope, "_learned", {})
-    monkeypatch.setattr(tr, "_files", {})
     monkeypatch.setattr(tr.atexit, "register", lambda f: None)
     model = tiny_model(vocab_size=32)
-    first = shared_state(model)
-    assert shared_state(model) is first and shared_state(model, k=4) is not first
+    store = Session().store()
+    first = shared_state(store, model)
+    assert shared_state(store, model) is first and shared_state(store, model, k=4) is not first
     saved = RecycleState(32)
     saved.update([3], torch.randn(1, 32))
     saved.save(tmp_path / "m.pt")
-    monkeypatch.setattr(learning_scope, "_learned", {})
-    state = shared_state(model, matrix_file=str(tmp_path / "m.pt"))
+    store = Session().store()
+    state = shared_state(store, model, matrix_file=str(tmp_path / "m.pt"))
     assert torch.equal(state.adjacency, saved.adjacency)
     state.update([5], torch.randn(1, 32))  # learning, then a new request: the file is rewritten
-    shared_state(model, matrix_file=str(tmp_path / "m.pt"))
+    shared_state(store, model, matrix_file=str(tmp_path / "m.pt"))
     reread = RecycleState(32)
     reread.load(tmp_path / "m.pt")
     assert bool(reread.known[5])
