@@ -27,3 +27,19 @@ def smollm2_q4():
     from decodekit.models import load_model
 
     return load_model("smollm2-135m", dtype="q4")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_for_tiny_models(request):
+    """Unit tests run tiny models, whose tensors are too small for a thread pool: one thread avoids the pool's
+    synchronisation (which dominates them, above all on a loaded machine). Integration tests keep torch's
+    default."""
+    if request.node.get_closest_marker("integration") is not None:
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

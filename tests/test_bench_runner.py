@@ -51,8 +51,19 @@ def test_llamacpp_needs_a_gguf_model(monkeypatch):
         plan_methods("llamacpp", {}, None, "some-org/some-model")
 
 
+def with_method(monkeypatch, method):
+    """The registry with one more method, as the runner and the registry see it."""
+    from types import MappingProxyType
+
+    from decodekit.methods import registry
+
+    extended = MappingProxyType({**METHODS, method.name: method})
+    monkeypatch.setattr(registry, "METHODS", extended)
+    monkeypatch.setattr(runner, "METHODS", extended)
+
+
 def test_options_go_to_the_methods_that_take_them(monkeypatch):
-    monkeypatch.setitem(METHODS, "needs-x", Method("needs-x", "test", lambda m, o: None, ("x",)))
+    with_method(monkeypatch, Method("needs-x", "test", lambda m, o: None, ("x",)))
     plans, _ = plan_methods("needs-x,hf", {"x": 3}, None, "smollm2-135m")
     assert {p.name: p.options for p in plans} == {"ar": {}, "needs-x": {"x": 3}, "hf": {}}
     with pytest.raises(UserError, match="option 'y' is taken by none"):
@@ -63,7 +74,7 @@ def test_all_skips_a_method_that_cannot_run_but_a_named_one_is_an_error(monkeypa
     def check(options):
         raise UserError("picky needs --option corpus=FILE")
 
-    monkeypatch.setitem(METHODS, "picky", Method("picky", "test", lambda m, o: None, ("corpus",), check))
+    with_method(monkeypatch, Method("picky", "test", lambda m, o: None, ("corpus",), check))
     monkeypatch.setattr(runner, "llamacpp_missing", lambda: "not installed")
     plans, skipped = plan_methods("all", {}, None, "smollm2-135m")
     assert "picky" not in [p.name for p in plans] and skipped["picky"] == "picky needs --option corpus=FILE"

@@ -133,7 +133,9 @@ def test_the_draft_cache_holds_the_kept_layers_and_follows_the_context(target):
     skip = frozenset({2, 3})
     sampling = SamplingConfig(temperature=0.8, top_k=10, repetition_penalty=1.2, seed=4)
     drafter = LayerSkipDrafter(target, skip, StopRule("none", 0.0))
-    drafter.reset(PROMPTS_TINY[0], Sampler(sampling))
+    sampler = Sampler(sampling)  # the request's chain: its repetition penalty follows the committed text
+    sampler.reset(PROMPTS_TINY[0])
+    drafter.reset(PROMPTS_TINY[0], sampler)
     context = list(PROMPTS_TINY[0])
     for keep in (1, 0, 3):
         proposal = drafter.propose(context, 4)
@@ -144,7 +146,9 @@ def test_the_draft_cache_holds_the_kept_layers_and_follows_the_context(target):
             ids = context + proposal.tokens[:i]
             expected = target_probs(fresh(target, ids, skip)[-1:], sampling, [ids])[0]
             torch.testing.assert_close(proposal.q[i], expected, atol=1e-5, rtol=1e-4)
-        context += proposal.tokens[:keep] + [(proposal.tokens[keep] + 1) % 64]
+        committed = proposal.tokens[:keep] + [(proposal.tokens[keep] + 1) % 64]
+        context += committed
+        sampler.accept(committed)
     assert drafter.forward_passes == 3 * 4
 
 
