@@ -60,9 +60,9 @@ def make_layerskip(build: Build, options: dict[str, Any]) -> LayerSkipDrafter:
 
 
 def check_draft(options: dict[str, Any]) -> None:
+    StopRule.parse(options.get("stop_rule"), options.get("threshold"), DRAFT_THRESHOLD)
     if options.get("draft_model") is not None:
         check_reference(options["draft_model"])
-    StopRule.parse(options.get("stop_rule"), options.get("threshold"), DRAFT_THRESHOLD)
 
 
 def check_layerskip(options: dict[str, Any]) -> None:
