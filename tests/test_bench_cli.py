@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import decodekit.models
 from bench_helpers import META, make_row, save_tiny_model
 from decodekit.bench.metrics import summarize
-from decodekit.cli import app
+from decodekit.cli.app import app
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ each method. scripts/bf16_identity.py reports the rates on all 22 prompts.)
 import pytest
 
 from decodekit.api import generate
-from decodekit.bench.runner import diverges_at
+from decodekit.bench.rows import diverges_at
 from prompts import PROMPTS
 
 pytestmark = pytest.mark.integration
