@@ -6,7 +6,7 @@ from one over a single token (the attention kernel's sums), so a method that ver
 forward may pick the other of two near-equal top tokens. That is the only acceptable cause of a difference:
 at the first differing position, the top two probabilities of `ar`'s own distribution must lie within
 NEAR_TIE of each other. (In float32 every method is identical to `ar`; see the float32 identity tests of
-each method. scripts/bf16_identity.py reports the rates on all 22 prompts.)
+each method.)
 """
 
 import pytest

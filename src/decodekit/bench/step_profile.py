@@ -36,10 +36,17 @@ class SizeProfile:
 
 
 def backends_to_profile(model: LoadedModel) -> dict[str, object]:
-    """The model's own backend, and for comparison the lean one over plain weights and the transformers one."""
-    chosen = f"{model.backend.name}{'-packed' if getattr(model.backend, 'packed_rows', ()) else ''}"
-    return {chosen: model.backend, "lean-plain": LeanLlamaBackend(model.model, pack=False),
-            "transformers": TransformersBackend(model.model)}
+    """The model's own backend, and for comparison the lean one over plain weights and the transformers one
+    (where the model's own is not already that)."""
+    chosen = model.backend.name
+    if chosen == "lean":
+        chosen = "lean-packed" if model.backend.packed_rows else "lean-plain"
+    backends = {chosen: model.backend}
+    for name, make in (("lean-plain", lambda: LeanLlamaBackend(model.model, pack=False)),
+                       ("transformers", lambda: TransformersBackend(model.model))):
+        if name not in backends:
+            backends[name] = make()
+    return backends
 
 
 def breakdown(backend, vocab_size: int, size: int, context: int = CONTEXT) -> dict[str, float]:
