@@ -83,6 +83,7 @@ def test_compare_needs_two_run_directories(tmp_path, no_model_load):
     assert_one_line_error(bench("--compare", str(tmp_path / "one"), str(tmp_path / "empty")), "no summary.json")
 
 
+@pytest.mark.integration
 def test_a_whole_run_on_a_tiny_model(tmp_path):
     model = save_tiny_model(tmp_path / "tiny")
     suite = tmp_path / "suite.jsonl"
