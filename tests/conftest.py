@@ -29,6 +29,14 @@ def smollm2_q4():
     return load_model("smollm2-135m", dtype="q4")
 
 
+@pytest.fixture(scope="session")
+def gemma_f32():
+    """The embedded Gemma 3 270M in float32, loaded once for every test that needs it."""
+    from decodekit.models import load_model
+
+    return load_model("gemma3-270m", dtype="float32")
+
+
 @pytest.fixture(autouse=True)
 def _one_thread_for_tiny_models(request):
     """Unit tests run tiny models, whose tensors are too small for a thread pool: one thread avoids the pool's

@@ -4,7 +4,9 @@ llama.cpp baselines on the same GGUF file (when the optional llama-cpp-python is
 import pytest
 
 from decodekit.session import Session
-from decodekit.bench.runner import BenchSettings, build_contenders, context_needed, plan_methods, run_suite
+from decodekit.bench.conversation import context_needed
+from decodekit.bench.plan import BenchSettings, plan_methods
+from decodekit.bench.run import build_contenders, run_suite
 from decodekit.bench.suites import load_suite
 
 pytestmark = pytest.mark.integration
@@ -20,8 +22,8 @@ def run(model, methods, draft_model=None, max_new_tokens=12):
                                          context_needed(model, suite, settings))
     assert not unset
     rows = run_suite(session, model, suite, contenders, settings)
-    assert all(row["error"] is None for row in rows), rows
-    return {row["method"]: row for row in rows}
+    assert all(row.error is None for row in rows), rows
+    return {row.method: row.to_json() for row in rows}
 
 
 def test_hf_assisted_with_the_model_as_its_own_draft(smollm2_f32):

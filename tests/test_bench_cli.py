@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import decodekit.models
 from bench_helpers import META, make_row, save_tiny_model
 from decodekit.bench.metrics import summarize
-from decodekit.cli import app
+from decodekit.cli.app import app
 
 
 @pytest.fixture
@@ -83,6 +83,7 @@ def test_compare_needs_two_run_directories(tmp_path, no_model_load):
     assert_one_line_error(bench("--compare", str(tmp_path / "one"), str(tmp_path / "empty")), "no summary.json")
 
 
+@pytest.mark.integration
 def test_a_whole_run_on_a_tiny_model(tmp_path):
     model = save_tiny_model(tmp_path / "tiny")
     suite = tmp_path / "suite.jsonl"

@@ -6,7 +6,7 @@ import pytest
 from bench_helpers import META, make_row
 from decodekit.bench.metrics import (answer_match, bleu, chrf, gsm8k_answer, gsm8k_correct, quality, rouge_l,
                                      summarize)
-from decodekit.bench.runner import diverges_at
+from decodekit.bench.rows import diverges_at
 
 KEYS = {"speedup_vs_ar", "speedup_vs_hf", "tokens_per_second", "mean_accepted", "forward_passes_per_token",
         "identical_to_ar", "quality"}

@@ -2,7 +2,8 @@
 
 from bench_helpers import META, make_row
 from decodekit.bench.metrics import summarize
-from decodekit.bench.report import render_markdown, write_report
+from decodekit.bench.report.markdown import render_markdown
+from decodekit.bench.report.write import write_report
 
 
 def results():

@@ -4,15 +4,16 @@ method that does not stop the others."""
 
 import pytest
 
-from decodekit.session import Session
-from decodekit.bench import runner
-from decodekit.bench.baselines import HFGenerate
+from decodekit.bench import plan
+from decodekit.bench.baselines.hf import HFGenerate
 from decodekit.bench.outcome import Outcome
-from decodekit.bench.runner import BenchSettings, build_contenders, plan_methods, run_suite
+from decodekit.bench.plan import BenchSettings, plan_methods
+from decodekit.bench.run import build_contenders, run_suite
 from decodekit.bench.suites import Prompt, Suite
 from decodekit.drafting.token_recycling import shared_state
 from decodekit.errors import UserError
 from decodekit.methods import METHODS, Method
+from decodekit.session import Session
 from decodekit.sampling import SamplingConfig
 from tiny import tiny_model
 
@@ -29,7 +30,7 @@ def test_ar_is_always_planned_first():
 
 
 def test_all_reads_the_registry(monkeypatch):
-    monkeypatch.setattr(runner, "llamacpp_missing", lambda: "llama-cpp-python is not installed")
+    monkeypatch.setattr(plan, "llamacpp_missing", lambda: "llama-cpp-python is not installed")
     plans, skipped = plan_methods("all", {}, None, "smollm2-135m")
     names = [p.name for p in plans]
     assert names[: len(METHODS)] == ["ar"] + [m for m in METHODS if m != "ar"]
@@ -38,7 +39,7 @@ def test_all_reads_the_registry(monkeypatch):
 
 
 def test_llamacpp_missing_is_said_and_the_run_goes_on(monkeypatch):
-    monkeypatch.setattr(runner, "llamacpp_missing", lambda: "llama-cpp-python is not installed (make llamacpp)")
+    monkeypatch.setattr(plan, "llamacpp_missing", lambda: "llama-cpp-python is not installed (make llamacpp)")
     plans, skipped = plan_methods("ar,llamacpp,llamacpp-pld,hf", {}, None, "smollm2-135m")
     assert [p.name for p in plans] == ["ar", "hf"]
     assert skipped == {name: "llama-cpp-python is not installed (make llamacpp)"
@@ -46,20 +47,20 @@ def test_llamacpp_missing_is_said_and_the_run_goes_on(monkeypatch):
 
 
 def test_llamacpp_needs_a_gguf_model(monkeypatch):
-    monkeypatch.setattr(runner, "llamacpp_missing", lambda: None)
+    monkeypatch.setattr(plan, "llamacpp_missing", lambda: None)
     with pytest.raises(UserError, match="llamacpp needs a GGUF model"):
         plan_methods("llamacpp", {}, None, "some-org/some-model")
 
 
 def with_method(monkeypatch, method):
-    """The registry with one more method, as the runner and the registry see it."""
+    """The registry with one more method, as the planner and the registry see it."""
     from types import MappingProxyType
 
     from decodekit.methods import registry
 
     extended = MappingProxyType({**METHODS, method.name: method})
     monkeypatch.setattr(registry, "METHODS", extended)
-    monkeypatch.setattr(runner, "METHODS", extended)
+    monkeypatch.setattr(plan, "METHODS", extended)
 
 
 def test_options_go_to_the_methods_that_take_them(monkeypatch):
@@ -75,7 +76,7 @@ def test_all_skips_a_method_that_cannot_run_but_a_named_one_is_an_error(monkeypa
         raise UserError("picky needs --option corpus=FILE")
 
     with_method(monkeypatch, Method("picky", "test", lambda m, o: None, ("corpus",), check))
-    monkeypatch.setattr(runner, "llamacpp_missing", lambda: "not installed")
+    monkeypatch.setattr(plan, "llamacpp_missing", lambda: "not installed")
     plans, skipped = plan_methods("all", {}, None, "smollm2-135m")
     assert "picky" not in [p.name for p in plans] and skipped["picky"] == "picky needs --option corpus=FILE"
     with pytest.raises(UserError, match="picky needs"):
@@ -117,10 +118,10 @@ def test_repeats_interleave_and_keep_the_median(model):
     rows = run_suite(session, model, suite, {"ar": spy("ar", ar), "other": spy("other", other)},
                      BenchSettings(max_new_tokens=3, repeat=3))
     assert order == ["ar", "other"] + ["ar", "other"] * 3
-    by_method = {r["method"]: r for r in rows}
-    assert by_method["ar"]["seconds"] == 2.0 and by_method["ar"]["seconds_runs"] == [1.0, 3.0, 2.0]
-    assert by_method["other"]["seconds"] == 5.0
-    assert by_method["other"]["identical_to_ar"] is True and by_method["other"]["diverges_at"] is None
+    by_method = {r.method: r for r in rows}
+    assert by_method["ar"].seconds == 2.0 and by_method["ar"].seconds_runs == [1.0, 3.0, 2.0]
+    assert by_method["other"].seconds == 5.0
+    assert by_method["other"].identical_to_ar is True and by_method["other"].diverges_at is None
 
 
 def test_method_order_rotates_from_prompt_to_prompt(model):
@@ -151,11 +152,11 @@ def test_later_turns_follow_each_methods_own_answers(model):
     contenders["ar"] = lambda ids, *rest: seen.append(ids) or real_ar(ids, *rest)
     suite = Suite("s", [Prompt(1, "writing", ("w1 w2 w3", "w4 w5"))])
     rows = run_suite(session, model, suite, contenders, settings)
-    assert [(r["method"], r["turn"]) for r in rows] == [("ar", 1), ("hf", 1), ("ar", 2), ("hf", 2)]
-    first_answer = rows[0]["text"]
+    assert [(r.method, r.turn) for r in rows] == [("ar", 1), ("hf", 1), ("ar", 2), ("hf", 2)]
+    first_answer = rows[0].text
     expected = model.encode("\n\n".join(["w1 w2 w3", first_answer, "w4 w5"]), chat=False)
     assert seen[-1] == expected
-    assert rows[3]["prompt_tokens"] == len(expected)
+    assert rows[3].prompt_tokens == len(expected)
 
 
 def test_a_failing_method_is_recorded_and_the_others_go_on(model):
@@ -169,7 +170,7 @@ def test_a_failing_method_is_recorded_and_the_others_go_on(model):
     suite = Suite("s", [Prompt(1, "qa", ("w1",)), Prompt(2, "qa", ("w1 w2 w3",)), Prompt(3, "qa", ("w2",))])
     rows = run_suite(session, model, suite, {"ar": fixed([1.0]), "boom": boom}, BenchSettings(max_new_tokens=2),
                      notice=notices.append)
-    assert [(r["question_id"], r["method"], r["error"]) for r in rows] == [
+    assert [(r.question_id, r.method, r.error) for r in rows] == [
         (1, "ar", None), (1, "boom", None), (2, "boom", "RuntimeError: drafter exploded"), (2, "ar", None),
         (3, "ar", None), (3, "boom", None)]
     assert notices == ["boom failed on question 2 turn 1: RuntimeError: drafter exploded"]
@@ -197,8 +198,8 @@ def test_hf_counts_its_target_forwards(model):
 def test_methods_learn_apart(model):
     """recycle's pass over a prompt teaches nothing to hybrid's or auto's recycled trees, nor to the
     process-wide state; it does teach recycle's own, for its later prompts."""
-    plans, _ = plan_methods("recycle,hybrid,auto", {}, None, "tiny")
     session = Session()
+    plans, _ = plan_methods("recycle,hybrid,auto", {}, None, "tiny")
     contenders, _ = build_contenders(session, model, "tiny", plans, BenchSettings(max_new_tokens=8), 512)
 
     def rows_known(scope: str | None) -> int:
@@ -233,3 +234,24 @@ def test_every_repeat_starts_from_what_the_method_knew_before_the_first(model):
         timed = outcomes[name][1:]  # after the warm-up: three repeats of each prompt
         for first, *repeats in (timed[:3], timed[3:]):
             assert all(r.trace == first.trace for r in repeats), name
+
+
+@pytest.mark.parametrize("method", ["recycle", "ngram"])
+def test_the_warm_up_teaches_nothing(model, monkeypatch, method):
+    """A method that learns across requests starts its first timed generation as if there had been no
+    warm-up: the same drafts, counts and trace as a run without one."""
+    suite = Suite("s", [Prompt(1, "qa", ("w1 w2 w3 w4 w1 w2 w3 w4 w1 w2",))])
+
+    def first_row(warmup_tokens: int):
+        session = Session()  # every run from a fresh session's state
+        settings = BenchSettings(max_new_tokens=24, warmup_tokens=warmup_tokens)
+        plans, _ = plan_methods(method, {"tree_size": 8}, None, "tiny")  # not sized by the machine's timing
+        contenders, _ = build_contenders(session, model, "tiny", plans, settings, 512)
+        rows = run_suite(session, model, suite, {method: contenders[method]}, settings)
+        return rows[0]
+
+    cold, warmed = first_row(0), first_row(24)
+    assert cold.drafted_tokens and cold.trace
+    assert warmed.trace == cold.trace
+    assert (warmed.steps, warmed.drafted_tokens, warmed.accepted_tokens) == (
+        cold.steps, cold.drafted_tokens, cold.accepted_tokens)

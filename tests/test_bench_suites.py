@@ -11,7 +11,7 @@ from decodekit.bench import suites
 from decodekit.bench.suites import load_suite, parse_line, read_suite
 from decodekit.errors import UserError
 
-DEV_FILE = Path(__file__).resolve().parents[2] / "shared" / "benchdata" / "specbench-dev.jsonl"
+DEV_FILE = Path(__file__).parent / "data" / "specbench-dev.jsonl"
 
 
 def write(tmp_path, lines, name="suite.jsonl"):

@@ -12,7 +12,7 @@ import pytest
 
 from bench_helpers import META, make_row
 from decodekit.bench.metrics import summarize
-from decodekit.bench.viewer import choose_prompts, render_viewer
+from decodekit.bench.report.viewer import choose_prompts, render_viewer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PALETTE = ["#e2e8f0", "#fde68a", "#d9f99d", "#bbf7d0", "#86efac", "#4ade80", "#22c55e"]
@@ -21,7 +21,7 @@ PALETTE = ["#e2e8f0", "#fde68a", "#d9f99d", "#bbf7d0", "#86efac", "#4ade80", "#2
 @pytest.fixture
 def chromium(tmp_path):
     if CHROMIUM is None:
-        message = "Chromium is not installed (apt-get install -y chromium)"
+        message = "the viewer.html browser test needs Chromium: apt-get install -y chromium (then make test runs it)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

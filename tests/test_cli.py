@@ -1,24 +1,38 @@
-"""The command line: a user's mistake prints one line on stderr and exits with code 2, no traceback."""
+"""The command line: a user's mistake prints one line on stderr and exits with code 2, no traceback.
+
+Most cases run in this process (typer's CliRunner); the entry point itself (`python -m decodekit`), its
+streaming to a real standard output and its one-line errors are checked in subprocesses."""
 
 import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from decodekit.cli.app import app
 
 pytestmark = pytest.mark.integration
 
 
-def run(*args, stdin=None, env=None):
+def run(*args, stdin=None):
+    """The command in this process, standard output and error apart."""
+    result = CliRunner().invoke(app, list(args), input=stdin)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def run_process(*args, stdin=None, env=None):
     return subprocess.run([sys.executable, "-m", "decodekit", *args], input=stdin, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=600)
 
 
 def assert_user_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
+    code = result.returncode if hasattr(result, "returncode") else result.exit_code
+    assert code == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -43,19 +57,23 @@ def test_bad_input(args, fragment):
     assert_user_error(run(*args), fragment)
 
 
+def test_the_entry_point_prints_one_line_for_a_mistake():
+    assert_user_error(run_process("generate", "hi", "--method", "nosuch"), "unknown method")
+
+
 def test_prompt_longer_than_the_context():
     assert_user_error(run("generate", "-", "--raw", stdin="word " * 9000), "8191")
 
 
 def test_q4_generates_from_the_gguf_weights():
     result = run("generate", "Say hi.", "--max-new-tokens", "8", "--dtype", "q4", "--method", "pld")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() and "smollm2-135m q4" in result.stderr
 
 
 def test_json_output_is_one_object():
     result = run("generate", "Say hi.", "--max-new-tokens", "8", "--json")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert set(data) >= {"text", "token_ids", "finish_reason", "stats"}
     assert set(data["stats"]) >= {"new_tokens", "forward_passes", "steps", "seconds", "tokens_per_second"}
@@ -63,12 +81,12 @@ def test_json_output_is_one_object():
 
 
 def test_streams_text_and_reads_stdin():
-    result = run("generate", "-", "--max-new-tokens", "8", stdin="Say hi.")
+    result = run_process("generate", "-", "--max-new-tokens", "8", stdin="Say hi.")
     assert result.returncode == 0 and result.stdout.strip()
     assert "tokens/s" in result.stderr
 
 
-def test_corrupt_cache_entry_is_rebuilt_with_a_notice(tmp_path, smollm2_f32):
+def test_corrupt_cache_entry_is_rebuilt_with_a_notice(tmp_path, monkeypatch, smollm2_f32):
     from decodekit.models.catalog import CATALOG, gguf_path
     from decodekit.models.conversion_cache import cache_root, entry_key
 
@@ -80,14 +98,15 @@ def test_corrupt_cache_entry_is_rebuilt_with_a_notice(tmp_path, smollm2_f32):
     with weights.open("r+b") as handle:  # flip bytes in the middle of the weights, size unchanged
         handle.seek(weights.stat().st_size // 2)
         handle.write(b"\x00\xff" * 64)
-    result = run("generate", "Say hi.", "--max-new-tokens", "4", "--json", env={"DECODEKIT_CACHE": str(tmp_path)})
-    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("DECODEKIT_CACHE", str(tmp_path))
+    result = run("generate", "Say hi.", "--max-new-tokens", "4", "--json")
+    assert result.exit_code == 0, result.stderr
     assert "corrupt" in result.stderr and "rebuilding" in result.stderr
-    result = run("generate", "Say hi.", "--max-new-tokens", "4", "--json", env={"DECODEKIT_CACHE": str(tmp_path)})
-    assert result.returncode == 0 and "corrupt" not in result.stderr
+    result = run("generate", "Say hi.", "--max-new-tokens", "4", "--json")
+    assert result.exit_code == 0 and "corrupt" not in result.stderr
 
 
 def test_models_lists_the_catalog():
     result = run("models")
-    assert result.returncode == 0
+    assert result.exit_code == 0
     assert "smollm2-135m" in result.stdout and "gemma3-270m" in result.stdout and "auto" in result.stdout

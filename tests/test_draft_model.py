@@ -312,10 +312,8 @@ def test_embedded_greedy_identity_drafting_for_itself(smollm2_f32):
 
 
 @pytest.mark.integration
-def test_embedded_cross_tokenizer_greedy_identity():
-    from decodekit.models import load_model
-
-    gemma = load_model("gemma3-270m", dtype="float32")
+def test_embedded_cross_tokenizer_greedy_identity(gemma_f32):
+    gemma = gemma_f32
     tokens = steps = 0
     for prompt in PROMPTS[:4]:
         result = generate(prompt, gemma, method="draft", max_new_tokens=32)  # default draft: smollm2-135m

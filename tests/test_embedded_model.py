@@ -45,11 +45,9 @@ def test_raw_prompt_skips_the_chat_template(smollm2_f32):
     assert len(raw) < len(chat) and smollm2_f32.tokenizer.decode(raw) == "Hello"
 
 
-def test_gemma_beyond_its_sliding_window_with_draft_trees():
+def test_gemma_beyond_its_sliding_window_with_draft_trees(gemma_f32):
     """Gemma 3 mixes sliding-window (512) and full layers: past the window, tree drafts stay exact."""
-    from decodekit.models import load_model
-
-    gemma = load_model("gemma3-270m", dtype="float32")
+    gemma = gemma_f32
     text = " ".join(f"Item {i} is a {['red', 'blue', 'green'][i % 3]} box." for i in range(90))
     prompt = f"{text}\nList the items again, starting from Item 0."
     ids = gemma.encode(prompt)

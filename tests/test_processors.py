@@ -24,7 +24,7 @@ PROMPTS = [[1, 2, 3, 1, 2, 3, 1, 2], [5, 6, 7, 5, 6, 7, 5], [9, 10, 11, 12, 9, 1
 
 
 class BanFollowers(Processor):
-    """After token t, bans t + 1 and t + 2 (mod V): the ban depends on each row's own last token."""
+    """After token t, bans t + 1 .. t + 6 (mod V) and t itself: the ban depends on each row's own last token."""
 
     def reset(self, prompt_ids):
         self.last = prompt_ids[-1]
@@ -36,7 +36,7 @@ class BanFollowers(Processor):
         out = logits.clone()
         for row, path in enumerate(paths):
             last = path[-1] if path else self.last
-            out[row, [(last + 1) % V, (last + 2) % V]] = float("-inf")
+            out[row, [(last + k) % V for k in range(7)]] = float("-inf")
         return out
 
 
@@ -77,12 +77,13 @@ def greedy(model, prompt, method, processor, session):
 @pytest.mark.parametrize("processor", [BanFollowers, Parity])
 def test_lossless_methods_keep_ar_tokens_under_a_processor(model, processor):
     session = Session()
+    changed = 0
     for prompt in PROMPTS:
         reference = greedy(model, prompt, "ar", processor, session)
-        plain = generate(prompt, model, method="ar", max_new_tokens=24, session=session).token_ids
-        assert reference != plain  # the processor changes the output
+        changed += reference != generate(prompt, model, method="ar", max_new_tokens=24, session=session).token_ids
         for method in ("pld", "sam", "recycle", "ngram", "hybrid", "auto", "lookahead"):
             assert greedy(model, prompt, method, processor, session) == reference, (method, prompt)
+    assert changed >= 2  # the processor does change the output
 
 
 def test_a_processor_applied_with_the_wrong_histories_breaks_identity(model, monkeypatch):
@@ -158,9 +159,10 @@ def test_two_sessions_share_nothing_and_restore_learning(model):
     counter.n = 5
     first.restore(saved, "b")
     assert counter.n == 0 and first.learned(("c",), Counter, scope="b") is counter
-    first.learned(("late",), Counter, scope="b")
-    with pytest.raises(RuntimeError):
-        first.restore(saved, "b")
+    late = first.learned(("late",), Counter, scope="b")
+    late.n = 3
+    first.restore(saved, "b")  # a state made after the snapshot is emptied
+    assert late.n == 0
 
 
 def test_parameter_errors_name_the_parameter():

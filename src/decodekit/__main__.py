@@ -1,3 +1,3 @@
-from decodekit.cli import main
+from decodekit.cli.app import main
 
 main()

@@ -2,7 +2,7 @@
 
 NUM_DRAFT: the most draft nodes per step. 7 nodes plus the root make an 8-token forward: the lean backend
 pads forwards of 4 to 8 tokens to 8 rows for its packed weights, and one more node moves the step to the
-16-row product, about 20% dearer on this project's 2-core machine (scripts/step_profile.py), for an 8th
+16-row product, about 20% dearer on this project's 2-core machine (`decodekit profile`), for an 8th
 drafted token that is seldom accepted.
 """
 

@@ -23,7 +23,7 @@ class Session:
     def __init__(self) -> None:
         self._models: dict[tuple, LoadedModel] = {}
         self._kept: dict[tuple, Any] = {}
-        self._learned: dict[tuple, Any] = {}  # (scope, *key) -> a learned state object
+        self._learned: dict[tuple, tuple[Callable[[], Any], Any]] = {}  # (scope, *key) -> (make, state)
 
     def model(self, name: str | LoadedModel, dtype: str = "auto", device: str = "auto",
               threads: int | None = None) -> LoadedModel:
@@ -43,8 +43,8 @@ class Session:
     def learned(self, key: tuple, make: Callable[[], State], scope: str | None = None) -> State:
         full = (scope, *key)
         if full not in self._learned:
-            self._learned[full] = make()
-        return self._learned[full]
+            self._learned[full] = (make, make())
+        return self._learned[full][1]
 
     def store(self, scope: str | None = None) -> ScopedStore:
         """What a method's drafters keep, with learned state under `scope` (None: the session-wide scope)."""
@@ -52,20 +52,15 @@ class Session:
 
     def snapshot(self, scope: str | None) -> dict[tuple, Any]:
         """A copy of every state learned so far under `scope`, for `restore`."""
-        return {key: copy.deepcopy(state) for key, state in self._learned.items() if key[0] == scope}
+        return {key: copy.deepcopy(state) for key, (_, state) in self._learned.items() if key[0] == scope}
 
     def restore(self, saved: dict[tuple, Any], scope: str | None) -> None:
-        """Put `scope`'s learned states back as `snapshot` copied them: states made since are emptied back to
-        what their first snapshot knew, or to nothing. Drafters hold the state objects themselves, so each
-        object stays and its contents are replaced (by a fresh copy: the snapshot can be restored again)."""
-        for key, state in self._learned.items():
-            if key[0] != scope:
-                continue
-            if key in saved:
-                vars(state).update(vars(copy.deepcopy(saved[key])))
-            else:
-                raise RuntimeError(f"learned state {key[1:]} was made after the snapshot; snapshot after the "
-                                   "drafters are built")
+        """Put `scope`'s learned states back as `snapshot` copied them; a state made since is emptied (made
+        afresh). Drafters hold the state objects themselves, so each object stays and its contents are replaced
+        (by a fresh copy: the snapshot can be restored again)."""
+        for key, (make, state) in self._learned.items():
+            if key[0] == scope:
+                vars(state).update(vars(copy.deepcopy(saved[key]) if key in saved else make()))
 
 
 class ScopedStore:

@@ -16,7 +16,7 @@ calls per layer:
 - the output head only on the rows asked for (`last`);
 - in float32 on a CPU, MKL-packed copies of the weights for products over 8 and 16 rows: a forward of 4 to
   16 new tokens (a draft tree's verification) is padded to the next of these, with padding rows that no real
-  token sees. On this project's 2-core machine (scripts/step_profile.py, 256-token context) a forward of 4
+  token sees. On this project's 2-core machine (`decodekit profile`, 256-token context) a forward of 4
   to 8 new tokens took 38 to 39 ms so, against 44 to 56 ms unpacked, and one of 9 to 16 about 47 ms against
   56 to 70 ms; up to 3 new tokens (26 to 30 ms) unpacked products are faster and are kept. Packed products
   round differently from unpacked ones (logits within about 7e-5). Each packed copy takes about 1.2 times
@@ -26,7 +26,7 @@ calls per layer:
   weights through PyTorch's int4 CPU kernel, with bfloat16 activations: a one-token step takes about half
   the time of float32's, in a different precision (see gguf_int4.py).
 
-What is left of a step is almost all matrix products (see scripts/compare_backends.py for figures).
+What is left of a step is almost all matrix products (`decodekit profile` breaks a forward down by kind of operation).
 
 Supported: `LlamaForCausalLM` with SiLU MLPs, optional attention / MLP biases, tied or untied embeddings,
 unquantised weights, and the RoPE types whose frequencies do not depend on the sequence length (default,

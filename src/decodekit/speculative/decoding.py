@@ -14,7 +14,6 @@ from decodekit.trace import GenerationResult
 
 class Decoding:
     def __init__(self, model: LoadedModel, request: DecodeRequest, decoder: Decoder, method: str) -> None:
-        model.check_fits(len(request.prompt_ids), request.max_new_tokens)
         self.model = model
         self.request = request
         self.decoder = decoder

@@ -1,10 +1,7 @@
-"""report.md (the tables), speedup.png (speedup by category and method) and accepted.png (how many tokens
-each step committed), all from summary.json and the results rows; plus the table printed at the end of a run."""
+"""report.md: the tables of a run (overall, by category, task quality, divergences, notes), from summary.json
+and the results rows; the overall and quality rows are shared with the table printed at the end of a run."""
 
 from __future__ import annotations
-
-from collections import Counter
-from pathlib import Path
 
 QUALITY_NAMES = {"gsm8k_accuracy": "GSM8K acc", "rouge_l": "ROUGE-L", "chrf": "chrF", "bleu": "BLEU",
                  "rag_answer_match": "RAG answer"}
@@ -57,15 +54,15 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _categories(summary: dict) -> list[str]:
+def categories(summary: dict) -> list[str]:
     return list(dict.fromkeys(c for m in summary["methods"].values() for c in m["by_category"]))
 
 
 def _by_category(summary: dict, key: str, fmt, mark_best: bool = False) -> str:
     """One row per method, one column per category and overall; with `mark_best`, each column's highest
     value (and any that read the same) in bold."""
-    categories = _categories(summary)
-    columns = [[m["by_category"].get(c, {}).get(key) for m in summary["methods"].values()] for c in categories]
+    names = categories(summary)
+    columns = [[m["by_category"].get(c, {}).get(key) for m in summary["methods"].values()] for c in names]
     columns.append([m[key] for m in summary["methods"].values()])
     cells = [[fmt(v) for v in column] for column in columns]
     if mark_best:
@@ -74,7 +71,7 @@ def _by_category(summary: dict, key: str, fmt, mark_best: bool = False) -> str:
             best = fmt(max(known)) if known else None
             shown[:] = [f"**{cell}**" if cell == best else cell for cell in shown]
     rows = [[name] + [shown[i] for shown in cells] for i, name in enumerate(summary["methods"])]
-    return _markdown(["method"] + categories + ["overall"], rows)
+    return _markdown(["method"] + names + ["overall"], rows)
 
 
 def render_markdown(summary: dict, rows: list[dict]) -> str:
@@ -140,88 +137,3 @@ def render_markdown(summary: dict, rows: list[dict]) -> str:
     if notes:
         out += ["", "## Notes", ""] + notes
     return "\n".join(out) + "\n"
-
-
-def plot_speedup(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = [name for name in summary["methods"] if name != "ar"]
-    groups = _categories(summary) + ["overall"]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) * max(1, len(methods)) ** 0.5 + 3), 4.5))
-    width = 0.8 / max(1, len(methods))
-    for i, name in enumerate(methods):
-        m = summary["methods"][name]
-        values = [(m["by_category"].get(g) or {}).get("speedup_vs_ar") for g in groups[:-1]] + [m["speedup_vs_ar"]]
-        xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(groups))]
-        ax.bar(xs, [v or 0 for v in values], width, label=name)
-    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-    ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
-    ax.set_ylabel("speedup vs ar (time ratio)")
-    ax.set_title(f"{summary['model']} on {summary['suite']}")
-    if methods:
-        ax.legend(fontsize="small", ncols=min(4, len(methods)))
-    else:
-        ax.text(0.5, 0.5, "only ar ran", transform=ax.transAxes, ha="center")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_accepted(rows: list[dict], methods: list[str], path: Path) -> None:
-    """The share of steps that committed k tokens, per method with a step trace (decodekit's methods)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts: dict[str, Counter] = {}
-    for row in rows:
-        if row.get("trace") and row["method"] in methods:
-            counts.setdefault(row["method"], Counter()).update(step["committed"] for step in row["trace"])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    top = max((k for c in counts.values() for k in c), default=1)
-    width = 0.8 / max(1, len(counts))
-    for i, (name, counter) in enumerate(counts.items()):
-        total = sum(counter.values())
-        xs = [k + (i - (len(counts) - 1) / 2) * width for k in range(1, top + 1)]
-        ax.bar(xs, [counter[k] / total for k in range(1, top + 1)], width, label=name)
-    ax.set_xticks(range(1, top + 1))
-    ax.set_xlabel("tokens committed by one step (accepted draft tokens + 1)")
-    ax.set_ylabel("share of steps")
-    untraced = [m for m in methods if m not in counts]
-    ax.set_title("accepted tokens per step" + (f"\n(no step trace: {', '.join(untraced)})" if untraced else ""))
-    if counts:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_report(summary: dict, rows: list[dict], out: Path) -> None:
-    (out / "report.md").write_text(render_markdown(summary, rows), encoding="utf-8")
-    plot_speedup(summary, out / "speedup.png")
-    plot_accepted(rows, list(summary["methods"]), out / "accepted.png")
-
-
-def print_table(summary: dict, console) -> None:
-    """The overall table, then the task-quality table where references exist, on a rich console."""
-    from rich.table import Table
-
-    table = Table(title=f"decodekit bench: {summary['suite']} ({summary['model']} {summary['dtype']}, "
-                        f"{summary['prompts']} prompts, ≤{summary['max_new_tokens']} tokens)")
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("method", "identical to ar") else "right")
-    for row in overall_rows(summary):
-        table.add_row(*row)
-    console.print(table)
-    header, rows = quality_table(summary)
-    if len(header) > 1:
-        quality = Table(title="task quality")
-        for column in header:
-            quality.add_column(column, justify="left" if column == "method" else "right")
-        for row in rows:
-            quality.add_row(*row)
-        console.print(quality)

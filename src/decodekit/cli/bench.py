@@ -1,19 +1,20 @@
-"""The `decodekit bench` command: run a suite through several methods and write the results, or compare
+"""`decodekit bench`: run a suite through several methods and write the results, or compare
 two earlier runs. Everything a user can get wrong (suite, method, category, option) is checked before the
 model loads; such a mistake prints one line and exits with code 2."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from decodekit.cli.options import parse_options, stdout_console
 from decodekit.defaults import NUM_DRAFT
-from decodekit.errors import ParameterError, UserError
+from decodekit.errors import UserError
+from decodekit.models.catalog import DEFAULT_MODEL
 
 
 def bench(
@@ -22,7 +23,7 @@ def bench(
     methods: Annotated[str, typer.Option(
         help="comma-separated decodekit methods and baselines (hf, hf-pld, hf-assisted, llamacpp, llamacpp-pld); "
              "all = every decodekit method, hf, hf-pld, and the others where they can run. ar always runs")] = "all",
-    model: Annotated[str, typer.Option(help="catalog name, .gguf file, model directory or hub id")] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="catalog name, .gguf file, model directory or hub id")] = DEFAULT_MODEL,
     max_new_tokens: Annotated[int, typer.Option(help="most tokens per answer")] = 256,
     limit: Annotated[Optional[int], typer.Option(help="the first N prompts of each category")] = None,
     categories: Annotated[Optional[str], typer.Option(help="comma-separated categories to run")] = None,
@@ -45,29 +46,17 @@ def bench(
         help="compare two earlier runs' directories instead of running", metavar="DIR1 DIR2")] = None,
 ) -> None:
     """Benchmark decoding methods on a suite in one process, or compare two runs (--compare DIR1 DIR2)."""
-    try:
-        if compare is not None:
-            _compare(*compare)
-        else:
-            _bench(suite, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
-                   draft_model, option or [], num_draft, dtype, threads, view)
-    except UserError as error:
-        message = (error.message_for("--" + error.parameter.replace("_", "-")) if isinstance(error, ParameterError)
-                   else str(error))
-        print(f"decodekit: error: {message}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    if compare is not None:
+        _compare(*compare)
+    else:
+        _bench(suite, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
+               draft_model, option or [], num_draft, dtype, threads, view)
 
 
 def _compare(first: Path, second: Path) -> None:
-    from rich.console import Console
-
     from decodekit.bench.compare import compare, print_comparison, read_summary
 
-    print_comparison(compare(read_summary(first), read_summary(second)), first, second, _stdout_console(Console))
-
-
-def _stdout_console(console_class):
-    return console_class() if sys.stdout.isatty() else console_class(width=180)
+    print_comparison(compare(read_summary(first), read_summary(second)), first, second, stdout_console())
 
 
 def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
@@ -77,13 +66,14 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from decodekit import __version__
+    from decodekit.bench.conversation import context_needed
     from decodekit.bench.metrics import summarize
-    from decodekit.bench.report import print_table, write_report
-    from decodekit.bench.runner import (BenchSettings, build_contenders, context_needed, count_generations,
-                                        plan_methods, run_suite)
+    from decodekit.bench.plan import BenchSettings, plan_methods
+    from decodekit.bench.report.console import print_table
+    from decodekit.bench.report.viewer import write_viewer
+    from decodekit.bench.report.write import write_report
+    from decodekit.bench.run import build_contenders, count_generations, run_suite
     from decodekit.bench.suites import load_suite
-    from decodekit.bench.viewer import write_viewer
-    from decodekit.cli import parse_options
     from decodekit.sampling import SamplingConfig
     from decodekit.session import Session
 
@@ -146,13 +136,14 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
         "problems": loaded_suite.problems, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "decodekit": __version__,
     }
-    summary = summarize(rows, meta, list(contenders))
+    records = [row.to_json() for row in rows]  # what results.jsonl holds; the report reads the same
+    summary = summarize(records, meta, list(contenders))
     with (out / "results.jsonl").open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    write_report(summary, rows, out)
-    write_viewer(rows, summary, out / "viewer.html", view)
-    print_table(summary, _stdout_console(Console))
+    write_report(summary, records, out)
+    write_viewer(records, summary, out / "viewer.html", view)
+    print_table(summary, stdout_console())
     errors.print(f"decodekit: wrote {out}/ (report.md, summary.json, results.jsonl, speedup.png, accepted.png, "
                  "viewer.html)", markup=False, highlight=False)

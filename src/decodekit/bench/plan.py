@@ -1,0 +1,103 @@
+"""What a bench run will do, checked before any model loads: the settings of every generation and the list of
+methods (decodekit's and the external baselines), with the options each method takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from decodekit.bench.baselines import BASELINES, LLAMACPP
+from decodekit.bench.baselines.llamacpp import gguf_file, llamacpp_missing
+from decodekit.defaults import NUM_DRAFT
+from decodekit.core.request import check_request
+from decodekit.errors import UserError
+from decodekit.methods import METHODS, get_method
+from decodekit.sampling import SamplingConfig
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    name: str
+    external: bool  # one of BASELINES rather than a decodekit method
+    options: dict = field(default_factory=dict)  # a decodekit method's options
+    named: bool = True  # named by the user; False when `all` brought it in (then a method that cannot be
+    # set up is skipped with its reason instead of stopping the run)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    max_new_tokens: int = 256
+    repeat: int = 1
+    turns: str = "first"  # "first" or "all"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    num_draft: int = NUM_DRAFT
+    draft_model: str | None = None
+    dtype: str = "auto"
+    warmup_tokens: int = 16  # each method's untimed warm-up generation; 0: none
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UserError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if self.repeat < 1:
+            raise UserError(f"--repeat must be at least 1, got {self.repeat}")
+        if self.warmup_tokens < 0:
+            raise ValueError(f"warmup_tokens must be at least 0, got {self.warmup_tokens}")
+        if self.turns not in ("first", "all"):
+            raise UserError(f"--turns takes first or all, got {self.turns!r}")
+        check_request(self.max_new_tokens, self.sampling, (), self.num_draft)
+
+
+def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) -> tuple[list[MethodPlan], dict]:
+    """Check a comma-separated method list (or `all`) before any model loads.
+
+    Returns the plans, `ar` first, and {method: why} for methods that cannot run here (the llama.cpp
+    baselines without llama-cpp-python). Options go to every decodekit method that takes them; an option
+    that no chosen method takes, an unknown method, or hf-assisted without a draft model is an error.
+    """
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise UserError("--methods is empty: name at least one method, or all")
+    expand = names == ["all"]
+    if expand:
+        names = list(METHODS) + ["hf", "hf-pld"] + (["hf-assisted"] if draft_model else []) + list(LLAMACPP)
+    unknown = [n for n in names if n not in METHODS and n not in BASELINES]
+    if unknown:
+        raise UserError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)} (decodekit) "
+                        f"or {', '.join(BASELINES)} (baselines), or all")
+    names = list(dict.fromkeys(["ar"] + names))
+    skipped: dict[str, str] = {}
+    plans: list[MethodPlan] = []
+    offered = dict(options, **({"draft_model": draft_model} if draft_model else {}))
+    used: set[str] = set()
+    for name in names:
+        if name in BASELINES:
+            if name == "hf-assisted" and not draft_model:
+                raise UserError("hf-assisted needs --draft-model: a model with the same tokenizer "
+                                "(with the embedded default, the model itself: --draft-model smollm2-135m)")
+            if name in LLAMACPP:
+                missing = llamacpp_missing()
+                if missing is None and gguf_file(model) is None:
+                    missing = f"model {model!r} is neither a GGUF file nor a catalog model"
+                    if not expand:
+                        raise UserError(f"{name} needs a GGUF model: {missing}")
+                if missing:
+                    skipped[name] = missing
+                    continue
+            if name == "hf-assisted":
+                used.add("draft_model")
+            plans.append(MethodPlan(name, external=True, named=not expand))
+            continue
+        takes = {k: v for k, v in offered.items() if k in METHODS[name].options}
+        try:
+            get_method(name, takes)
+        except UserError as error:
+            if not expand or name == "ar":
+                raise
+            skipped[name] = str(error)
+            continue
+        used |= takes.keys()
+        plans.append(MethodPlan(name, external=False, options=takes, named=not expand or name == "ar"))
+    unused = sorted(set(offered) - used)
+    if unused:
+        what = "--draft-model" if unused[0] == "draft_model" else f"option {unused[0]!r}"
+        raise UserError(f"{what} is taken by none of the chosen methods ({', '.join(p.name for p in plans)})")
+    return plans, skipped

@@ -1,0 +1,50 @@
+"""The `decodekit` typer app and its entry point. Every command runs through `one_line_errors`: a user's
+mistake (decodekit.errors.UserError) prints one line on stderr and exits with code 2, no traceback; a parameter
+out of range is named by its flag."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+
+import typer
+
+from decodekit.cli.bench import bench
+from decodekit.cli.generate import generate
+from decodekit.cli.listings import methods, models
+from decodekit.cli.profile import profile
+from decodekit.errors import ParameterError, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Training-free faster and better decoding for language models.")
+
+
+def flag_message(error: UserError) -> str:
+    """The error as the command line reads: a parameter under its flag's name (max_new_tokens: --max-new-tokens)."""
+    if isinstance(error, ParameterError):
+        return error.message_for("--" + error.parameter.replace("_", "-"))
+    return str(error)
+
+
+def one_line_errors(command: Callable) -> Callable:
+    @functools.wraps(command)
+    def guarded(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            print(f"decodekit: error: {flag_message(error)}", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return guarded
+
+
+app.command()(one_line_errors(generate))
+app.command()(one_line_errors(models))
+app.command()(one_line_errors(methods))
+app.command()(one_line_errors(bench))
+app.command()(one_line_errors(profile))
+
+
+def main() -> None:
+    app()
