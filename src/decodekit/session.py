@@ -67,6 +67,11 @@ class Session:
                 raise RuntimeError(f"learned state {key[1:]} was made after the snapshot; snapshot after the "
                                    "drafters are built")
 
+    def forget(self, scope: str | None) -> None:
+        """Drop every state learned under `scope` (a server's per-request scope, once its request is done)."""
+        for key in [key for key in self._learned if key[0] == scope]:
+            del self._learned[key]
+
 
 class ScopedStore:
     """A session's `StateStore` for one learning scope (drafting/state_store.py)."""
