@@ -1,0 +1,51 @@
+"""The `decodekit serve` command (also `python -m decodekit.serve`): options into a ServeConfig, then the server.
+The web stack and the model load only when the command runs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from decodekit.defaults import NUM_DRAFT
+from decodekit.errors import UserError
+
+DEFAULT_MODEL = "smollm2-135m"  # models/catalog.py's DEFAULT_MODEL, kept literal so --help imports no torch
+
+
+def serve(
+    model: Annotated[str, typer.Option(help="catalog name, .gguf file, model directory or hub id")] = DEFAULT_MODEL,
+    draft_model: Annotated[Optional[str], typer.Option(help="the draft model of method draft")] = None,
+    method: Annotated[str, typer.Option(help="default decoding method (requests may pick another)")] = "auto",
+    host: Annotated[str, typer.Option(help="address to bind (loopback unless told otherwise)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    max_batch: Annotated[int, typer.Option(help="most sequences stepped together")] = 8,
+    max_queue: Annotated[int, typer.Option(help="most sequences waiting for a slot (then 429)")] = 32,
+    api_key: Annotated[Optional[str], typer.Option(envvar="DECODEKIT_API_KEY",
+                                                   help="require Authorization: Bearer KEY")] = None,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, or q4")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads")] = None,
+    max_tokens: Annotated[int, typer.Option(help="most tokens one request may ask for")] = 2048,
+    max_body_bytes: Annotated[int, typer.Option(help="largest request body")] = 1_000_000,
+    request_timeout: Annotated[float, typer.Option(help="seconds before a request fails (504)")] = 600.0,
+    shutdown_grace: Annotated[float, typer.Option(help="seconds in-flight requests get on SIGTERM")] = 30.0,
+    learning: Annotated[str, typer.Option(help="request: drafters learn per request; shared: across "
+                                               "requests")] = "request",
+    num_draft: Annotated[int, typer.Option(help="most draft tokens per step")] = NUM_DRAFT,
+    log_prompts: Annotated[bool, typer.Option("--log-prompts", help="log prompt and output text")] = False,
+) -> None:
+    """Serve MODEL over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
+    from decodekit.serve.config import ServeConfig
+    from decodekit.serve.server import run_server
+
+    try:
+        config = ServeConfig(model=model, draft_model=draft_model, method=method, dtype=dtype, threads=threads,
+                             host=host, port=port, max_batch=max_batch, max_queue=max_queue, api_key=api_key,
+                             max_tokens=max_tokens, max_body_bytes=max_body_bytes, request_timeout=request_timeout,
+                             shutdown_grace=shutdown_grace, learning=learning, num_draft=num_draft,
+                             log_prompts=log_prompts)
+        run_server(config)
+    except UserError as error:
+        print(f"decodekit: error: {error}", file=sys.stderr)
+        raise typer.Exit(2) from None
