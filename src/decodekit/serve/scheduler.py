@@ -4,9 +4,9 @@ Each API request becomes one `Work` per choice (a prompt and its `DecodeRequest`
 bounded waiting queue (`QueueFull` when it is full, `ShuttingDown` once `stop` began). The worker loops over
 step boundaries:
 
+    drop      works that were cancelled (their client went away) or ran past their deadline: release the slot
     admit     waiting works while fewer than `max_batch` are active: build the decoder, take a cache slot from
               the one store (`CachePool.acquire`), prefill the prompt into it
-    drop      works that were cancelled (their client went away) or ran past their deadline: release the slot
     step      one `step_together` over every active sequence: each proposes its draft tree, one batched
               forward verifies them all, each commits its own tokens
     emit      each sequence's new tokens go to its work's `sink`; a finished one leaves the batch and gives
@@ -216,8 +216,7 @@ class Scheduler:
         self._fail_all(503, "the server is shutting down")
 
     def run_once(self) -> None:
-        """One step boundary: admit, drop, step, emit. The worker's loop body (tests call it directly)."""
-        self._admit()
+        """One step boundary: drop, admit, step, emit. The worker's loop body (tests call it directly)."""
         now = self.clock()
         for running in list(self._active):
             work = running.work
@@ -227,6 +226,8 @@ class Scheduler:
             elif now >= work.deadline:
                 self.metrics.timeouts.inc()
                 self._leave(running, Failed(work.index, 504, "the request ran past its timeout"))
+        self._sweep_waiting(now)
+        self._admit()
         if not self._active:
             return
         batch = list(self._active)
@@ -237,6 +238,24 @@ class Scheduler:
         self.metrics.observe_step(len(batch), seconds, [len(c.tokens) for c in committed])
         for running, step in zip(batch, committed):
             self._emit(running, step.tokens)
+
+    def _sweep_waiting(self, now: float) -> None:
+        """Drop waiting works whose client left, and fail those past their deadline, while they wait."""
+        with self._wake:
+            if not any(w.cancelled.is_set() or now >= w.deadline for w in self._waiting):
+                return
+            keep, expired = deque(), []
+            for work in self._waiting:
+                if work.cancelled.is_set():
+                    self.metrics.cancelled.inc()
+                elif now >= work.deadline:
+                    expired.append(work)
+                else:
+                    keep.append(work)
+            self._waiting = keep
+        for work in expired:
+            self.metrics.timeouts.inc()
+            work.sink(Failed(work.index, 504, "the request waited past its timeout"))
 
     def _admit(self) -> None:
         while True:
