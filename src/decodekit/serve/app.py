@@ -134,9 +134,9 @@ class Routes:
             raise APIError(404, f"The model {params.model!r} does not exist; this server serves "
                            f"{self.engine.name!r}", "model", "model_not_found")
 
-    def submit(self, prompts: list[list[int]], params: Params) -> Job:
+    def submit(self, prompts: list[list[int]], params: Params, prompt_param: str) -> Job:
         job = Job(asyncio.get_running_loop(), len(prompts) * params.n)
-        job.works = self.engine.works(prompts, params, job.sink)
+        job.works = self.engine.works(prompts, params, job.sink, prompt_param)
         try:
             self.engine.scheduler.submit(job.works)
         except QueueFull as error:
@@ -228,7 +228,7 @@ class Routes:
         params = parsed.params
         self.check_model(params)
         prompt = self.engine.encode_chat(parsed.messages)
-        job = self.submit([prompt], params)
+        job = self.submit([prompt], params, "messages")
         ident, created, started = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), time.perf_counter()
         method = params.method or self.config.method
         if params.stream:
@@ -288,7 +288,7 @@ class Routes:
         params = parsed.params
         self.check_model(params)
         prompts = [self.engine.encode_prompt(p) for p in parsed.prompts]
-        job = self.submit(prompts, params)
+        job = self.submit(prompts, params, "prompt")
         ident, created, started = f"cmpl-{uuid.uuid4().hex}", int(time.time()), time.perf_counter()
         method = params.method or self.config.method
         prompt_tokens = sum(len(p) for p in prompts) * params.n

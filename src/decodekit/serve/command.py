@@ -49,3 +49,30 @@ def serve(
     except UserError as error:
         print(f"decodekit: error: {error}", file=sys.stderr)
         raise typer.Exit(2) from None
+
+
+def bench_serve(
+    model: Annotated[str, typer.Option(help="catalog name, .gguf file, model directory or hub id")] = DEFAULT_MODEL,
+    method: Annotated[str, typer.Option(help="the server's decoding method")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, or q4")] = "auto",
+    concurrency: Annotated[str, typer.Option(help="comma-separated client counts")] = "1,2,4,8",
+    requests: Annotated[int, typer.Option(help="requests per level (at least the concurrency)")] = 8,
+    max_tokens: Annotated[int, typer.Option(help="new tokens per request")] = 64,
+    out: Annotated[str, typer.Option(help="directory for bench_serve.json, .md and .png")] = "bench-serve",
+) -> None:
+    """Measure the server under concurrent streaming clients: tokens/s, TTFT and TPOT per concurrency level."""
+    from pathlib import Path
+
+    from decodekit.serve.bench import markdown, run_bench_serve
+
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError:
+        print(f"decodekit: error: --concurrency takes numbers like 1,2,4,8, got {concurrency!r}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    try:
+        rows = run_bench_serve(model, dtype, method, levels, requests, max_tokens, Path(out))
+    except UserError as error:
+        print(f"decodekit: error: {error}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(markdown(rows, f"{model} {dtype}, method {method}, {max_tokens} new tokens"))

@@ -111,8 +111,10 @@ class Engine:
 
     # --- works ---
 
-    def works(self, prompts: list[list[int]], params: Params, sink: Sink) -> list[Work]:
-        """The scheduler's works for `prompts` (choice index = prompt index * n + i), checked."""
+    def works(self, prompts: list[list[int]], params: Params, sink: Sink, prompt_param: str = "prompt"
+              ) -> list[Work]:
+        """The scheduler's works for `prompts` (choice index = prompt index * n + i), checked; errors about
+        the prompt name `prompt_param` (the chat endpoint's is "messages")."""
         method = params.method or self.config.method
         options = self.check_method(method, params.options)
         processors = self.response_processors(params.response_format)
@@ -121,10 +123,10 @@ class Engine:
         works = []
         for p, prompt in enumerate(prompts):
             if not prompt:
-                raise APIError(400, "the prompt is empty", "prompt", "invalid_value")
+                raise APIError(400, "the prompt is empty", prompt_param, "invalid_value")
             if len(prompt) >= context:
                 raise APIError(400, f"the prompt has {len(prompt)} tokens; this model's context takes at most "
-                               f"{context - 1}", "messages", "context_length_exceeded")
+                               f"{context - 1}", prompt_param, "context_length_exceeded")
             limit = params.max_tokens
             if limit is None:
                 limit = min(self.config.max_tokens, context - len(prompt))
