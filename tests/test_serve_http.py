@@ -222,6 +222,7 @@ def test_every_endpoint_but_health_needs_the_key(server):
       "decodekit": {"method": "sam", "options": {"corpus": "/etc/passwd"}}}, 400, "decodekit.options.corpus"),
     ({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}, 404, "model"),
     ({"model": MODEL, "prompt": [1] * 9000, "max_tokens": 4}, 400, "prompt"),  # over the 8192-token context
+    ({"model": MODEL, "prompt": "hi", "n": 9}, 400, "n"),  # more sequences than batch + queue
 ])
 def test_bad_requests_get_an_openai_error_object(server, body, status, param):
     path = "/v1/completions" if isinstance(body, dict) and "prompt" in body else "/v1/chat/completions"
@@ -295,6 +296,22 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(server):
     wait_idle(server)  # long before its 64 tokens could have been generated
     assert server.metric("decodekit_cancelled_total") == cancelled + 1
     assert chat(server.client(), "Still there?", max_tokens=4).choices[0].message.content
+
+
+def test_a_client_that_leaves_before_a_whole_answer_frees_its_slot(server):
+    cancelled = server.metric("decodekit_cancelled_total")
+    body = json.dumps({"model": MODEL, "prompt": "Count from one to a thousand:", "max_tokens": 64,
+                       "temperature": 0}).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    deadline = time.monotonic() + 30
+    while server.request("GET", "/health", key=None)[2]["active"] == 0:  # wait until it runs
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sock.close()
+    wait_idle(server)
+    assert server.metric("decodekit_cancelled_total") == cancelled + 1
 
 
 def test_a_slow_reader_stalls_no_one_and_gets_its_whole_stream(server):

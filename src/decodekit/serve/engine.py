@@ -120,6 +120,10 @@ class Engine:
         processors = self.response_processors(params.response_format)
         context = self.model.context_length
         deadline = self.scheduler.clock() + self.config.request_timeout
+        capacity = self.config.max_batch + self.config.max_queue
+        if len(prompts) * params.n > capacity:
+            raise APIError(400, f"this server runs at most {capacity} sequences at once; the request asks for "
+                           f"{len(prompts) * params.n}", "n", "invalid_value")
         works = []
         for p, prompt in enumerate(prompts):
             if not prompt:
