@@ -207,3 +207,10 @@ def test_learned_drafter_state_is_per_request_unless_shared(model, learning):
         engine.scheduler.run_once()
     assert isinstance(sink.done(0), Done)
     assert bool(engine.session._learned) == (learning == "shared")
+
+
+def test_the_warm_up_runs_the_default_method_and_teaches_nothing(model):
+    engine = Engine(ServeConfig(method="ngram", learning="shared", max_batch=2), model=model)
+    engine.warm_up()  # ngram measures the tiny model's cost curve (kept) and learns counts (dropped)
+    assert not engine.session._learned and engine.session._kept
+    assert not any(engine.scheduler.pool.store.taken)

@@ -32,8 +32,10 @@ from decodekit.serve.openai_schema import Params
 from decodekit.serve.scheduler import Scheduler, Sink, Work
 from decodekit.session import Session
 from decodekit.speculative.decoder import Decoder
+from decodekit.speculative.step import prefill, step
 
 SHARED_SCOPE = "served"
+WARM_UP_SCOPE = "warm-up"
 
 
 class Engine:
@@ -78,10 +80,22 @@ class Engine:
         return decoder, lambda: self.session.forget(scope)
 
     def warm_up(self) -> None:
-        """Build the default method's decoder once, so that the first request does not wait for a cost curve
-        to be measured or a draft model to load."""
-        _, release = self.decoder(self.config.method, self.options_for(self.config.method, {}))
-        release()
+        """Before the scheduler starts: build the default method's decoder and run two steps of it, so that
+        the first request waits neither for a cost curve to be measured, a draft model to load, nor the
+        backend's first-forward work (packing weights). Under a scope of its own, dropped after: the warm-up
+        teaches the drafters nothing."""
+        method = self.config.method
+        decoder = build_decoder(method, self.model, self.session, self.options_for(method, {}), WARM_UP_SCOPE)
+        cache = self.scheduler.pool.acquire()
+        try:
+            prompt = self.encode_prompt("Hello, world. Hello, world.")
+            state = prefill(self.model, DecodeRequest(prompt, 2, num_draft=self.config.num_draft), decoder, method,
+                            cache)
+            while not state.finished:
+                step(state)
+        finally:
+            self.scheduler.pool.release(cache)
+            self.session.forget(WARM_UP_SCOPE)
 
     # --- prompts ---
 
