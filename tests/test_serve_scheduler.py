@@ -214,3 +214,10 @@ def test_the_warm_up_runs_the_default_method_and_teaches_nothing(model):
     engine.warm_up()  # ngram measures the tiny model's cost curve (kept) and learns counts (dropped)
     assert not engine.session._learned and engine.session._kept
     assert not any(engine.scheduler.pool.store.taken)
+
+
+def test_a_bad_default_method_fails_before_any_model_loads():
+    from decodekit.errors import UserError
+
+    with pytest.raises(UserError, match="unknown method"):
+        Engine(ServeConfig(method="nope", model="no-such-model"))

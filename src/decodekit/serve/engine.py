@@ -43,7 +43,7 @@ class Engine:
                  ) -> None:
         self.config = config
         self.session = session or Session()
-        self.check_method(config.method, {})  # fail before loading
+        get_method(config.method, self.options_for(config.method, {}))  # a UserError before any model loads
         self.model = self.session.model(model or config.model, dtype=config.dtype, threads=config.threads)
         self.name = config.model if model is None else model.name  # the model id clients send
         self.encoder = copy.deepcopy(self.model.tokenizer)  # the API thread's own tokenizer
