@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -65,7 +64,7 @@ class Server:
 
     def metric(self, name: str) -> float:
         _, _, text = self.request("GET", "/metrics")
-        match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
+        match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
         return float(match.group(1)) if match else 0.0
 
 

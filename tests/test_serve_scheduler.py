@@ -12,6 +12,7 @@ import queue
 
 import pytest
 import torch
+from tiny import tiny_model
 
 from decodekit.core import DecodeRequest
 from decodekit.drafting.prompt_lookup import PromptLookupDrafter
@@ -23,7 +24,6 @@ from decodekit.serve.release import TextRelease, held_back
 from decodekit.serve.scheduler import Done, Emitted, Failed, QueueFull, Scheduler, Work
 from decodekit.speculative.decoder import Decoder
 from decodekit.speculative.step import prefill, result, step
-from tiny import tiny_model
 
 PROMPTS = [[1, 2, 3, 1, 2, 3, 1, 2], [7, 8, 9, 10], [20, 21, 20, 21, 20], [5, 6, 5, 6, 5, 6, 5, 6, 5, 6, 5],
            [30, 31, 32, 33, 34, 35]]

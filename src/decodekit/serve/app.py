@@ -37,8 +37,8 @@ from decodekit.serve.job import Job
 from decodekit.serve.metrics import CONTENT_TYPE
 from decodekit.serve.openai_schema import (
     Params,
-    chat_chunk,
     chat_choice,
+    chat_chunk,
     chat_completion,
     chat_delta,
     chat_logprobs,

@@ -6,11 +6,13 @@ whose message says nothing of the input or the code), into that JSON body. No tr
 
 from __future__ import annotations
 
-ERROR_TYPES = {
+from types import MappingProxyType
+
+ERROR_TYPES = MappingProxyType({
     400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
     405: "invalid_request_error", 413: "invalid_request_error", 415: "invalid_request_error",
     429: "rate_limit_error", 500: "server_error", 503: "server_error", 504: "timeout_error",
-}
+})
 
 
 class APIError(Exception):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from decodekit.core.request import MAX_LOGPROBS
@@ -42,7 +43,7 @@ EXTENSION_FIELDS = frozenset({"method", "options", "num_draft", "top_k", "min_p"
 IGNORED = frozenset({"user", "metadata", "store", "service_tier", "parallel_tool_calls", "safety_identifier",
                      "prompt_cache_key"})
 # fields decodekit does not implement: accepted only with the value that leaves the output as it is
-NEUTRAL = {
+NEUTRAL = MappingProxyType({
     "frequency_penalty": lambda v: v is None or (_is_number(v) and v == 0),
     "presence_penalty": lambda v: v is None or (_is_number(v) and v == 0),
     "logit_bias": lambda v: v is None or v == {},
@@ -55,17 +56,17 @@ NEUTRAL = {
     "prediction": lambda v: v is None,
     "web_search_options": lambda v: v is None,
     "reasoning_effort": lambda v: v is None,
-}
-COMPLETION_NEUTRAL = {
+})
+COMPLETION_NEUTRAL = MappingProxyType({
     "frequency_penalty": NEUTRAL["frequency_penalty"], "presence_penalty": NEUTRAL["presence_penalty"],
     "logit_bias": NEUTRAL["logit_bias"], "echo": lambda v: v is None or v is False,
     "suffix": lambda v: v is None or v == "",
-}
+})
 COMMON = frozenset({"model", "max_tokens", "temperature", "top_p", "seed", "stop", "n", "stream",
                     "stream_options", "decodekit"})
 CHAT_FIELDS = COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format"}
 COMPLETION_FIELDS = COMMON | {"prompt", "logprobs", "best_of"}
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLES = MappingProxyType({"system": "system", "developer": "system", "user": "user", "assistant": "assistant"})
 
 
 @dataclass
@@ -330,7 +331,7 @@ def parse_completion(body: Any) -> CompletionRequest:
 
 # --- responses ---
 
-FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length"}
+FINISH_REASONS = MappingProxyType({"eos": "stop", "stop": "stop", "length": "length"})
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
