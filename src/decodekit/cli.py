@@ -162,6 +162,11 @@ from decodekit.bench.command import bench  # noqa: E402  (the command lives with
 
 app.command()(bench)
 
+from decodekit.serve.command import bench_serve, serve  # noqa: E402  (the commands live with the server)
+
+app.command()(serve)
+app.command("bench-serve")(bench_serve)
+
 
 def main() -> None:
     app()
