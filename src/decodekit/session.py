@@ -62,6 +62,11 @@ class Session:
             if key[0] == scope:
                 vars(state).update(vars(copy.deepcopy(saved[key]) if key in saved else make()))
 
+    def forget(self, scope: str | None) -> None:
+        """Drop every state learned under `scope` (a server's per-request scope, once its request is done)."""
+        for key in [key for key in self._learned if key[0] == scope]:
+            del self._learned[key]
+
 
 class ScopedStore:
     """A session's `StateStore` for one learning scope (drafting/state_store.py)."""

@@ -17,6 +17,10 @@ class StepRecord:
     verify_seconds: float = 0.0  # the target forward and the acceptance rule
     entropy: list[float] = field(default_factory=list)  # per committed token, of the target distribution
     margin: list[float] = field(default_factory=list)  # per committed token: p(top-1) - p(top-2)
+    # only when the request asks for them: per committed token, its log-probability under the processed
+    # distribution it was chosen from, and the request's top-k (token, log-probability) pairs of that row
+    logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
 
 
 @dataclass

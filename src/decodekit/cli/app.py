@@ -14,6 +14,7 @@ from decodekit.cli.bench import bench
 from decodekit.cli.generate import generate
 from decodekit.cli.listings import methods, models
 from decodekit.cli.profile import profile
+from decodekit.cli.serve import bench_serve, serve
 from decodekit.errors import ParameterError, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -44,6 +45,8 @@ app.command()(one_line_errors(models))
 app.command()(one_line_errors(methods))
 app.command()(one_line_errors(bench))
 app.command()(one_line_errors(profile))
+app.command()(one_line_errors(serve))
+app.command("bench-serve")(one_line_errors(bench_serve))
 
 
 def main() -> None:

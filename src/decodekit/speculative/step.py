@@ -32,7 +32,7 @@ from decodekit.models.loaded import LoadedModel
 from decodekit.models.protocols import Cache, SequenceInput
 from decodekit.sampling import Sampler, entropy_and_margin
 from decodekit.speculative.decoder import Decoder
-from decodekit.speculative.tree import prune, tree_mask
+from decodekit.speculative.tree import prune, row_paths, tree_mask
 from decodekit.speculative.verify import verify
 from decodekit.trace import GenerationResult, StepRecord
 
@@ -121,6 +121,8 @@ def commit(state: DecodeState, proposal: Proposal, logits: torch.Tensor) -> Comm
     entropy, margin = entropy_and_margin(logits[verdict.rows])
     committed = state.output.push(verdict.tokens)
     tokens = committed.tokens
+    logprobs, top = ([], []) if state.request.logprobs is None else token_logprobs(state, draft, logits,
+                                                                                    verdict.rows, tokens)
     state.context.extend(tokens)
     state.sampler.accept(tokens)
     if state.drafter is not None:
@@ -129,8 +131,25 @@ def commit(state: DecodeState, proposal: Proposal, logits: torch.Tensor) -> Comm
         committed=tokens, drafted=list(draft.tokens), parents=list(draft.parents),
         accepted=verdict.accepted[: len(tokens)], draft_seconds=proposal.drafted - proposal.started,
         verify_seconds=verified - proposal.drafted, entropy=entropy[: len(tokens)], margin=margin[: len(tokens)],
+        logprobs=logprobs, top_logprobs=top,
     ))
     return committed
+
+
+def token_logprobs(state: DecodeState, draft: Draft, logits: torch.Tensor, rows: list[int], tokens: list[int]
+                   ) -> tuple[list[float], list[list[tuple[int, float]]]]:
+    """Each committed token's log-probability under the processed distribution of the row it was chosen from
+    (what greedy takes the argmax of and sampling draws from), and that row's top `request.logprobs` tokens.
+    Called before the sampler accepts the tokens, so the processors see the state the verification saw."""
+    paths = row_paths(draft)
+    rows = rows[: len(tokens)]
+    scores = state.sampler.process(logits[rows], [paths[r] for r in rows]).float().log_softmax(dim=-1)
+    chosen = scores[torch.arange(len(rows)), torch.tensor(tokens)].tolist()
+    k = state.request.logprobs or 0
+    if k == 0:
+        return chosen, [[] for _ in rows]
+    values, indices = scores.topk(k, dim=-1)
+    return chosen, [list(zip(i, v)) for i, v in zip(indices.tolist(), values.tolist())]
 
 
 def step(state: DecodeState) -> Committed:
