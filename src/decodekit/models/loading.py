@@ -15,11 +15,12 @@ from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models.backend_lean import LeanLlamaBackend, unsupported_reason
 from decodekit.models.catalog import CATALOG, gguf_path, lookup
 from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
-from decodekit.models.gguf_int4 import cached_int4_layers
+from decodekit.models.gguf_int4 import cached_int4_layers, release_layer_weights
 from decodekit.models.loaded import LoadedModel
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-Q4 = "q4"  # bfloat16 activations over the GGUF file's own 4-bit layer weights (gguf_int4.py)
+Q4 = "q4"  # bfloat16 activations over the GGUF file's own quantised layer weights (gguf_int4.py)
+Q4_ALIASES = frozenset({Q4, "gguf"})  # `gguf` says what it is: the file's own blocks, Q4_K / Q5_0 / Q8_0 too
 
 
 def cpu_has_amx_bf16() -> bool:
@@ -47,14 +48,15 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` is bfloat16 on a GPU or on a CPU with AMX, float32 elsewhere; `q4` computes in bfloat16."""
-    if dtype == Q4:
+    """`auto` is bfloat16 on a GPU or on a CPU with AMX, float32 elsewhere; `q4` (`gguf`) computes in
+    bfloat16."""
+    if dtype in Q4_ALIASES:
         return torch.bfloat16
     if dtype == "auto":
         fast = device.type == "cuda" or (device.type == "cpu" and cpu_has_amx_bf16())
         return torch.bfloat16 if fast else torch.float32
     if dtype not in DTYPES:
-        raise UserError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or q4")
+        raise UserError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or q4 (alias gguf)")
     return DTYPES[dtype]
 
 
@@ -147,11 +149,14 @@ def check_q4(gguf_file: Path | None, backend: str, device: torch.device) -> None
 
 
 def q4_backend(model, gguf_file: Path) -> LeanLlamaBackend:
-    """The lean backend over `gguf_file`'s 4-bit layer weights, or a UserError saying why there is none."""
+    """The lean backend over `gguf_file`'s quantised layer weights, or a UserError saying why there is none.
+    The transformers modules' own copies of those weights are freed (`release_layer_weights`)."""
     reason = unsupported_reason(model)
     if reason is not None:
         raise UserError(f"--dtype q4 needs the lean backend, which cannot run this model: {reason}")
-    return LeanLlamaBackend(model, int4_layers=cached_int4_layers(gguf_file, model, _notice))
+    backend = LeanLlamaBackend(model, int4_layers=cached_int4_layers(gguf_file, model, _notice))
+    release_layer_weights(model)
+    return backend
 
 
 def load_model(
@@ -174,7 +179,8 @@ def load_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     gguf_file = _gguf_file(name_or_path)
-    if dtype == Q4:
+    if dtype in Q4_ALIASES:
+        dtype = Q4
         check_q4(gguf_file, backend, torch_device)
     source, display = _source_directory(name_or_path, gguf_file)
     offline = os.environ.get("HF_HUB_OFFLINE")
