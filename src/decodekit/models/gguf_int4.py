@@ -24,7 +24,7 @@ of the transformers model's. Every tensor is checked against the weights transfo
 file (after the row order transformers restores for a Llama file's query and key projections; Qwen2 files
 are stored in transformers' order), so a file and model that disagree raise instead of decoding with the
 wrong weights. Once the backend holds them, `release_layer_weights` frees the transformers modules' copies
-of the layer projections (their `generate` then raises a UserError). The packed weights are cached next to
+of the layer projections (their `generate` then raises a UserError) and trims the C heap. The packed weights are cached next to
 the converted model (`cached_int4_layers`), so only the first load unpacks, checks and packs them.
 """
 
@@ -271,3 +271,17 @@ def release_layer_weights(model) -> None:
                         "forward (hf baselines)")
 
     model.register_forward_pre_hook(refuse, with_kwargs=True)
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`): loading and unpacking free
+    hundreds of megabytes in blocks below glibc's mmap threshold, which otherwise stay resident."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc: nothing to trim this way
+        pass
