@@ -240,16 +240,31 @@ def test_mixed_forms_are_cached(tmp_path, monkeypatch):
             assert weight.layout() == expected[name].layout() and torch.equal(weight(x), expected[name](x))
 
 
-def test_released_layer_weights_leave_the_backend_working_and_transformers_refusing(tmp_path):
+def test_released_layer_weights_are_read_back_for_transformers_own_forward(tmp_path):
+    from safetensors.torch import save_model
+
     loaded, path = quantised_qwen2(tmp_path)
-    q4 = LeanLlamaBackend(loaded.model, int4_layers=int4_layers(path, loaded.model))
-    tokens = torch.tensor([3, 9, 27])
-    before = q4.forward(tokens, torch.arange(3), q4.new_cache())
+    model = loaded.model
+    tokens = torch.tensor([[3, 9, 27]])
+    with torch.no_grad():
+        expected = model(tokens).logits
+    save_model(model, str(tmp_path / "model.safetensors"))
+    q4 = LeanLlamaBackend(model, int4_layers=int4_layers(path, model))
+    before = q4.forward(tokens[0], torch.arange(3), q4.new_cache())
+    release_layer_weights(model, tmp_path / "model.safetensors")
+    assert model.model.layers[0].mlp.down_proj.weight.device.type == "meta"
+    assert torch.equal(q4.forward(tokens[0], torch.arange(3), q4.new_cache()), before)
+    with torch.no_grad():
+        assert torch.equal(model(tokens).logits, expected)  # read back on first use
+    assert model.model.layers[0].mlp.down_proj.weight.device.type == "cpu"
+
+
+def test_released_layer_weights_without_a_file_refuse_transformers_forward(tmp_path):
+    loaded, path = quantised_qwen2(tmp_path)
+    LeanLlamaBackend(loaded.model, int4_layers=int4_layers(path, loaded.model))
     release_layer_weights(loaded.model)
-    assert loaded.model.model.layers[0].mlp.down_proj.weight.device.type == "meta"
-    assert torch.equal(q4.forward(tokens, torch.arange(3), q4.new_cache()), before)
     with pytest.raises(UserError, match="--dtype q4"):
-        loaded.model(tokens[None])
+        loaded.model(torch.tensor([[3, 9, 27]]))
 
 
 def test_an_unsupported_layer_format_is_refused(tmp_path):

@@ -24,7 +24,8 @@ of the transformers model's. Every tensor is checked against the weights transfo
 file (after the row order transformers restores for a Llama file's query and key projections; Qwen2 files
 are stored in transformers' order), so a file and model that disagree raise instead of decoding with the
 wrong weights. Once the backend holds them, `release_layer_weights` frees the transformers modules' copies
-of the layer projections (their `generate` then raises a UserError) and trims the C heap. The packed weights are cached next to
+of the layer projections and trims the C heap; transformers' own forward (`generate`, the hf baselines)
+reads them back from the converted model once, the first time it runs. The packed weights are cached next to
 the converted model (`cached_int4_layers`), so only the first load unpacks, checks and packs them.
 """
 
@@ -255,22 +256,33 @@ def cached_int4_layers(gguf_file: Path, model, notice) -> list[dict[str, Stacked
             for index in range(len(model.model.layers))]
 
 
-def release_layer_weights(model) -> None:
+def release_layer_weights(model, weights_file: Path | None = None) -> None:
     """Free the transformers modules' own copies of the layer projections once a backend holds the file's
-    blocks (for a 1.5B model in bfloat16, about 2.6 GB), leaving shape-only meta tensors; the model's own
-    forward (and so `generate`) then raises a UserError instead of computing with missing weights."""
-    for layer in model.model.layers:
-        for names in LAYER_TENSORS.values():
-            for _, module_name in names:
-                module = layer.get_submodule(module_name)
-                module.weight = torch.nn.Parameter(module.weight.detach().to("meta"), requires_grad=False)
+    blocks (for a 1.5B model in bfloat16, about 2.6 GB), leaving shape-only meta tensors, and trim the heap.
 
-    def refuse(module, args, kwargs):
-        raise UserError("this model was loaded with --dtype q4: its layer weights live in the lean backend, "
-                        "not in the transformers modules; load it with --dtype bfloat16 for transformers' own "
-                        "forward (hf baselines)")
+    The model's own forward (transformers' `generate`, the bench's hf baselines) then first reads them back
+    from `weights_file` (the converted model's safetensors, in the model's dtype: the weights it had), once;
+    without a file it raises a UserError instead of computing with missing weights."""
+    modules = [(f"model.layers.{index}.{module_name}.weight", layer.get_submodule(module_name))
+               for index, layer in enumerate(model.model.layers)
+               for names in LAYER_TENSORS.values() for _, module_name in names]
+    dtype = model.dtype
+    for _, module in modules:
+        module.weight = torch.nn.Parameter(module.weight.detach().to("meta"), requires_grad=False)
 
-    model.register_forward_pre_hook(refuse, with_kwargs=True)
+    def restore(module, args, kwargs):
+        if weights_file is None or not weights_file.is_file():
+            raise UserError("this model was loaded with --dtype q4: its layer weights live in the lean backend, "
+                            "not in the transformers modules; load it with --dtype bfloat16 for transformers' "
+                            "own forward")
+        from safetensors import safe_open
+
+        with safe_open(str(weights_file), framework="pt") as handle:
+            for name, layer_module in modules:
+                layer_module.weight = torch.nn.Parameter(handle.get_tensor(name).to(dtype), requires_grad=False)
+        handle_.remove()
+
+    handle_ = model.register_forward_pre_hook(restore, with_kwargs=True)
     trim_heap()
 
 

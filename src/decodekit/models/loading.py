@@ -148,14 +148,15 @@ def check_q4(gguf_file: Path | None, backend: str, device: torch.device) -> None
         raise UserError("--dtype q4 needs the lean backend, not transformers")
 
 
-def q4_backend(model, gguf_file: Path) -> LeanLlamaBackend:
+def q4_backend(model, gguf_file: Path, source: str | None = None) -> LeanLlamaBackend:
     """The lean backend over `gguf_file`'s quantised layer weights, or a UserError saying why there is none.
-    The transformers modules' own copies of those weights are freed (`release_layer_weights`)."""
+    The transformers modules' own copies of those weights are freed until their own forward needs them
+    (`release_layer_weights`, which reads them back from the converted model in `source`)."""
     reason = unsupported_reason(model)
     if reason is not None:
         raise UserError(f"--dtype q4 needs the lean backend, which cannot run this model: {reason}")
     backend = LeanLlamaBackend(model, int4_layers=cached_int4_layers(gguf_file, model, _notice))
-    release_layer_weights(model)
+    release_layer_weights(model, Path(source) / "model.safetensors" if source is not None else None)
     return backend
 
 
@@ -195,7 +196,7 @@ def load_model(
         name=display,
         model=model,
         tokenizer=tokenizer,
-        backend=q4_backend(model, gguf_file) if dtype == Q4 else make_backend(model, backend),
+        backend=q4_backend(model, gguf_file, source) if dtype == Q4 else make_backend(model, backend),
         dtype=torch_dtype,
         device=torch_device,
         load_seconds=time.perf_counter() - start,
