@@ -16,8 +16,9 @@ import torch
 from decodekit.errors import UserError
 from decodekit.models.backend_lean import LeanLlamaBackend
 from decodekit.models import gguf_blocks
-from decodekit.models.gguf_int4 import (DenseWeight, Int4Sum, cached_int4_layers, int4_layers, pack,
-                                        release_layer_weights, unpack, unpermute_rows)
+from decodekit.models.gguf_int4 import (DenseWeight, Int4Sum, int4_layers, load_layers, pack,
+                                        release_layer_weights, save_layers, unpack, unpermute_rows)
+from decodekit.models.gguf_q4_model import _skeleton, load_q4, other_tensors
 from decodekit.models.loading import load_model
 from tiny import tiny_model
 
@@ -94,22 +95,6 @@ def test_q4_forward_agrees_with_bfloat16_over_the_same_weights(tmp_path, kind):
     logits = [backend.forward(tokens, torch.arange(7), backend.new_cache()) for backend in (q4, plain)]
     assert (logits[0] - logits[1]).abs().max() < 0.05 * logits[1].abs().max()
     assert torch.equal(logits[0].argmax(-1), logits[1].argmax(-1))
-
-
-def test_packed_weights_are_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("DECODEKIT_CACHE", str(tmp_path / "cache"))
-    loaded, path = quantised_model(tmp_path)
-    notices = []
-    first = cached_int4_layers(path, loaded.model, notices.append)
-    second = cached_int4_layers(path, loaded.model, notices.append)
-    assert len(notices) == 1 and "once" in notices[0]
-    fresh = int4_layers(path, loaded.model)
-    for layers in (first, second):
-        for layer, expected in zip(layers, fresh, strict=True):
-            for name, weight in layer.items():
-                assert weight.layout() == expected[name].layout()
-                for part, tensor in weight.tensors().items():
-                    assert torch.equal(tensor, expected[name].tensors()[part])
 
 
 def test_a_file_that_disagrees_with_the_model_is_refused(tmp_path):
@@ -229,34 +214,88 @@ def test_qwen2_k_quant_forward_agrees_with_bfloat16_over_the_same_weights(tmp_pa
     assert torch.equal(logits[0].argmax(-1), logits[1].argmax(-1))
 
 
-def test_mixed_forms_are_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("DECODEKIT_CACHE", str(tmp_path / "cache"))
+def test_packed_layers_survive_the_cache_file(tmp_path):
     loaded, path = quantised_qwen2(tmp_path)
-    first = cached_int4_layers(path, loaded.model, lambda message: None)
-    fresh = int4_layers(path, loaded.model)
+    layers = int4_layers(path, loaded.model)
+    save_layers(layers, tmp_path / "int4.safetensors")
     x = torch.randn(3, 256).bfloat16()
-    for layer, expected in zip(first, fresh, strict=True):
+    for layer, expected in zip(load_layers(tmp_path / "int4.safetensors"), layers, strict=True):
         for name, weight in layer.items():
             assert weight.layout() == expected[name].layout() and torch.equal(weight(x), expected[name](x))
 
 
-def test_released_layer_weights_are_read_back_for_transformers_own_forward(tmp_path):
-    from safetensors.torch import save_model
+def write_whole_qwen2(loaded, path, tmp_path):
+    """The tiny Qwen2's GGUF with its other tensors too (embedding, head, norms, biases in F32)."""
+    import shutil
 
+    reader = gguf.GGUFReader(path)
+    writer = gguf.GGUFWriter(tmp_path / "whole.gguf", "qwen2")
+    for tensor in reader.tensors:
+        writer.add_tensor(tensor.name, np.asarray(tensor.data), raw_dtype=tensor.tensor_type)
+    model = loaded.model
+    names = {"model.embed_tokens.weight": "token_embd.weight", "lm_head.weight": "output.weight",
+             "model.norm.weight": "output_norm.weight"}
+    for index in range(len(model.model.layers)):
+        names.update({f"model.layers.{index}.input_layernorm.weight": f"blk.{index}.attn_norm.weight",
+                      f"model.layers.{index}.post_attention_layernorm.weight": f"blk.{index}.ffn_norm.weight"})
+        names.update({f"model.layers.{index}.self_attn.{x}_proj.bias": f"blk.{index}.attn_{x}.bias" for x in "qkv"})
+    parameters = dict(model.named_parameters())
+    for name, gguf_name in names.items():
+        writer.add_tensor(gguf_name, parameters[name].detach().float().numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return tmp_path / "whole.gguf"
+
+
+def test_other_tensors_come_from_the_file_under_transformers_names(tmp_path):
+    loaded, path = quantised_qwen2(tmp_path)
+    whole = write_whole_qwen2(loaded, path, tmp_path)
+    skeleton = _skeleton(loaded.model.config, torch.bfloat16)
+    tensors = other_tensors(whole, skeleton)
+    parameters = dict(loaded.model.named_parameters())
+    assert "model.layers.0.self_attn.q_proj.bias" in tensors and "lm_head.weight" in tensors
+    assert not any(name.endswith("proj.weight") for name in tensors)
+    for name, tensor in tensors.items():
+        assert torch.equal(tensor, parameters[name].detach()), name
+    with pytest.raises(UserError, match="lacks lm_head.weight, model.embed_tokens.weight"):
+        other_tensors(path, skeleton)  # the layer weights alone
+
+
+def test_released_layer_weights_are_read_back_from_the_file(tmp_path):
     loaded, path = quantised_qwen2(tmp_path)
     model = loaded.model
     tokens = torch.tensor([[3, 9, 27]])
     with torch.no_grad():
         expected = model(tokens).logits
-    save_model(model, str(tmp_path / "model.safetensors"))
     q4 = LeanLlamaBackend(model, int4_layers=int4_layers(path, model))
     before = q4.forward(tokens[0], torch.arange(3), q4.new_cache())
-    release_layer_weights(model, tmp_path / "model.safetensors")
+    release_layer_weights(model, path)
     assert model.model.layers[0].mlp.down_proj.weight.device.type == "meta"
     assert torch.equal(q4.forward(tokens[0], torch.arange(3), q4.new_cache()), before)
     with torch.no_grad():
         assert torch.equal(model(tokens).logits, expected)  # read back on first use
     assert model.model.layers[0].mlp.down_proj.weight.device.type == "cpu"
+
+
+@pytest.mark.integration
+def test_q4_from_the_embedded_file_is_built_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("DECODEKIT_CACHE", str(tmp_path / "cache"))
+    from decodekit.models.catalog import CATALOG, gguf_path
+    from decodekit.models.conversion_cache import cache_root
+
+    path = gguf_path(CATALOG["smollm2-135m"], cache_root())
+    notices = []
+    model, _, layers = load_q4(path, notices.append)
+    again, _, cached = load_q4(path, notices.append)
+    assert len(notices) == 1 and "once" in notices[0]
+    assert model.model.layers[0].self_attn.q_proj.weight.device.type == "meta"
+    for layer, expected in zip(cached, layers, strict=True):
+        for name, weight in layer.items():
+            assert weight.layout() == expected[name].layout()
+            assert all(torch.equal(t, expected[name].tensors()[k]) for k, t in weight.tensors().items())
+    assert torch.equal(again.model.embed_tokens.weight, model.model.embed_tokens.weight)
 
 
 def test_released_layer_weights_without_a_file_refuse_transformers_forward(tmp_path):

@@ -59,6 +59,18 @@ def rms_norm_rounding_twice(x: torch.Tensor, shape: tuple[int], weight: torch.Te
 
 def unsupported_reason(model) -> str | None:
     """Why the lean backend cannot run `model`, or None when it can."""
+    reason = unsupported_architecture(model)
+    if reason is not None:
+        return reason
+    if getattr(model.config, "quantization_config", None) is not None:
+        return "its weights are quantised"
+    if model.device.type == "meta":
+        return "the model's weights are not loaded"
+    return None
+
+
+def unsupported_architecture(model) -> str | None:
+    """Why the lean backend cannot compute `model`'s architecture and config (weights aside), or None."""
     from transformers import LlamaForCausalLM, Qwen2ForCausalLM
 
     if not isinstance(model, (LlamaForCausalLM, Qwen2ForCausalLM)):
@@ -71,10 +83,6 @@ def unsupported_reason(model) -> str | None:
     rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
     if rope_type not in STATIC_ROPE_TYPES:
         return f"RoPE type {rope_type!r} rescales with the sequence length"
-    if getattr(config, "quantization_config", None) is not None:
-        return "its weights are quantised"
-    if model.device.type == "meta":
-        return "the model's weights are not loaded"
     return None
 
 

@@ -111,7 +111,7 @@ def dense(raw: np.ndarray, kind: str, shape: tuple[int, int]) -> torch.Tensor:
     import gguf
 
     values = gguf.quants.dequantize(np.asarray(raw), gguf.GGMLQuantizationType[kind])
-    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32).reshape(shape))
+    return torch.from_numpy(np.array(values, dtype=np.float32).reshape(shape))  # a copy: F32 data is a read-only map
 
 
 def dequantised(products: list[Blocks]) -> torch.Tensor:

@@ -19,14 +19,13 @@ A product of two int4 halves rounds twice (each half's output to bfloat16, then 
 precision from float32, like llama.cpp's (which also rounds activations, to 8 bits): speculative methods
 stay exact against `ar` in the same precision, not against float32 decoding.
 
-Only the decoder layers' projections are read this way; the embedding and output head stay bfloat16 copies
-of the transformers model's. Every tensor is checked against the weights transformers loaded from the same
-file (after the row order transformers restores for a Llama file's query and key projections; Qwen2 files
-are stored in transformers' order), so a file and model that disagree raise instead of decoding with the
-wrong weights. Once the backend holds them, `release_layer_weights` frees the transformers modules' copies
-of the layer projections and trims the C heap; transformers' own forward (`generate`, the hf baselines)
-reads them back from the converted model once, the first time it runs. The packed weights are cached next to
-the converted model (`cached_int4_layers`), so only the first load unpacks, checks and packs them.
+Only the decoder layers' projections are read this way; the embedding and output head are bfloat16 copies
+of the file's (gguf_q4_model.py builds the model around these layers, with no float32 copy). When the model
+does hold a projection's weights, `int4_layers` checks the file's against them (after the row order
+transformers restores for a Llama file's query and key projections; Qwen2 files are stored in transformers'
+order), so a file and model that disagree raise instead of decoding with the wrong weights.
+`release_layer_weights` leaves the transformers modules' projections as meta tensors that their own forward
+(`generate`, the hf baselines) reads back from the file, once, the first time it runs.
 """
 
 from __future__ import annotations
@@ -40,12 +39,10 @@ import torch
 import torch.nn.functional as F
 
 from decodekit.errors import UserError
-from decodekit.models.conversion_cache import cached_entry, entry_key
 from decodekit.models.gguf_blocks import GROUP, INT4_KINDS, Blocks, concatenated, dense, dequantised
 from decodekit.models.gguf_blocks import unpack as unpack_products
 
 DENSE_KINDS = frozenset({"Q6_K", "F32", "F16", "BF16"})  # read as bfloat16 copies of the dequantised weight
-CACHE_FORMAT = 2  # bumped when the cached layout changes
 
 
 @dataclass(frozen=True)
@@ -194,36 +191,43 @@ def _fuse_parts(parts: list[_Part], dtype: torch.dtype) -> Stacked:
     return Stacked(tuple(segments))
 
 
-def int4_layers(gguf_file: Path, model) -> list[dict[str, Stacked]]:
-    """For each decoder layer of `model` (a Llama or Qwen2 model loaded from `gguf_file`), its fused weights
-    read from the file's blocks. Raises a UserError when a projection's format is not supported or its
-    values are not the model's."""
+def _file_tensors(gguf_file: Path, config) -> tuple[dict, dict[str, int]]:
+    """The file's tensors by name, and the heads of the projections whose rows it interleaves (Llama)."""
     import gguf
 
-    config = model.config
     reader = gguf.GGUFReader(gguf_file)
-    architecture = str(reader.fields["general.architecture"].contents()) if "general.architecture" in reader.fields \
-        else "llama"
+    field = reader.fields.get("general.architecture")
+    architecture = str(field.contents()) if field is not None else "llama"
     heads = {"attn_q": config.num_attention_heads, "attn_k": config.num_key_value_heads} \
         if architecture in PERMUTED_ARCHITECTURES else {}
-    tensors = {t.name: t for t in reader.tensors}
+    return {t.name: t for t in reader.tensors}, heads
+
+
+def _layer_part(tensors: dict, heads: dict[str, int], index: int, tensor_name: str) -> _Part:
+    tensor = tensors.get(f"blk.{index}.{tensor_name}.weight")
+    kind = tensor.tensor_type.name if tensor is not None else "missing"
+    if kind not in INT4_KINDS | DENSE_KINDS:
+        raise UserError(f"--dtype q4 reads GGUF layer weights in {', '.join(sorted(INT4_KINDS))} "
+                        f"(int4 kernel) or {', '.join(sorted(DENSE_KINDS))} (bfloat16); "
+                        f"blk.{index}.{tensor_name}.weight is {kind}")
+    order = unpermute_rows(int(tensor.shape[1]), heads[tensor_name]) if tensor_name in heads else None
+    return _read_part(tensor, order)
+
+
+def int4_layers(gguf_file: Path, model) -> list[dict[str, Stacked]]:
+    """For each decoder layer of `model` (a Llama or Qwen2 model for `gguf_file`), its fused weights read
+    from the file's blocks. Raises a UserError when a projection's format is not supported, or when the model
+    holds a projection's weights (not meta ones) and they are not the file's."""
+    tensors, heads = _file_tensors(gguf_file, model.config)
     layers = []
     for index, layer in enumerate(model.model.layers):
         fused = {}
         for name, names in LAYER_TENSORS.items():
             parts = []
             for tensor_name, module_name in names:
-                tensor = tensors.get(f"blk.{index}.{tensor_name}.weight")
-                kind = tensor.tensor_type.name if tensor is not None else "missing"
-                if kind not in INT4_KINDS | DENSE_KINDS:
-                    raise UserError(f"--dtype q4 reads GGUF layer weights in {', '.join(sorted(INT4_KINDS))} "
-                                    f"(int4 kernel) or {', '.join(sorted(DENSE_KINDS))} (bfloat16); "
-                                    f"blk.{index}.{tensor_name}.weight is {kind}")
-                rows = int(tensor.shape[1])
-                order = unpermute_rows(rows, heads[tensor_name]) if tensor_name in heads else None
-                part = _read_part(tensor, order)
+                part = _layer_part(tensors, heads, index, tensor_name)
                 expected = layer.get_submodule(module_name).weight
-                if not torch.equal(part.float32().to(expected.dtype), expected):
+                if expected.device.type != "meta" and not torch.equal(part.float32().to(expected.dtype), expected):
                     raise UserError(f"{gguf_file.name}: blk.{index}.{tensor_name}.weight does not match the "
                                     "weights transformers loaded from it")
                 parts.append(part)
@@ -232,58 +236,55 @@ def int4_layers(gguf_file: Path, model) -> list[dict[str, Stacked]]:
     return layers
 
 
-def cached_int4_layers(gguf_file: Path, model, notice) -> list[dict[str, Stacked]]:
-    """`int4_layers`, built once per file, dtype and torch version and kept in the conversion cache."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    dtype = str(model.dtype).removeprefix("torch.")
-    key = f"{entry_key(gguf_file)}-int4-v{CACHE_FORMAT}-{dtype}-torch{torch.__version__.replace('+', '-')}"
-
-    def build(directory: Path) -> None:
-        notice(f"packing the quantised weights of {gguf_file.name} once; later loads use the cache")
-        layers = int4_layers(gguf_file, model)
-        tensors = {f"{index}.{name}.{part}": tensor for index, layer in enumerate(layers)
-                   for name, weight in layer.items() for part, tensor in weight.tensors().items()}
-        layout = [{name: weight.layout() for name, weight in layer.items()} for layer in layers]
-        save_file(tensors, str(directory / "int4.safetensors"), metadata={"layout": json.dumps(layout)})
-
-    path = cached_entry(key, build, notice) / "int4.safetensors"
-    with safe_open(str(path), framework="pt") as handle:
-        layout = json.loads(handle.metadata()["layout"])
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    return [{name: Stacked.from_tensors(layout[index][name], tensors, f"{index}.{name}.") for name in LAYER_TENSORS}
-            for index in range(len(model.model.layers))]
-
-
-def release_layer_weights(model, weights_file: Path | None = None) -> None:
-    """Free the transformers modules' own copies of the layer projections once a backend holds the file's
-    blocks (for a 1.5B model in bfloat16, about 2.6 GB), leaving shape-only meta tensors, and trim the heap.
+def release_layer_weights(model, gguf_file: Path | None = None) -> None:
+    """Make the transformers modules' layer projections shape-only meta tensors (freeing them if they were
+    loaded: for a 1.5B model in bfloat16, about 2.6 GB) once a backend holds the file's blocks, and trim the
+    heap.
 
     The model's own forward (transformers' `generate`, the bench's hf baselines) then first reads them back
-    from `weights_file` (the converted model's safetensors, in the model's dtype: the weights it had), once;
-    without a file it raises a UserError instead of computing with missing weights."""
-    modules = [(f"model.layers.{index}.{module_name}.weight", layer.get_submodule(module_name))
+    from `gguf_file`, dequantised as transformers' GGUF loader does, in the model's dtype, once; without a
+    file it raises a UserError instead of computing with missing weights."""
+    modules = [(index, tensor_name, layer.get_submodule(module_name))
                for index, layer in enumerate(model.model.layers)
-               for names in LAYER_TENSORS.values() for _, module_name in names]
+               for names in LAYER_TENSORS.values() for tensor_name, module_name in names]
     dtype = model.dtype
-    for _, module in modules:
+    for _, _, module in modules:
         module.weight = torch.nn.Parameter(module.weight.detach().to("meta"), requires_grad=False)
 
     def restore(module, args, kwargs):
-        if weights_file is None or not weights_file.is_file():
+        if gguf_file is None:
             raise UserError("this model was loaded with --dtype q4: its layer weights live in the lean backend, "
                             "not in the transformers modules; load it with --dtype bfloat16 for transformers' "
                             "own forward")
-        from safetensors import safe_open
+        tensors, heads = _file_tensors(gguf_file, model.config)
+        for index, tensor_name, layer_module in modules:
+            values = _layer_part(tensors, heads, index, tensor_name).float32().to(dtype)
+            layer_module.weight = torch.nn.Parameter(values, requires_grad=False)
+        hook.remove()
 
-        with safe_open(str(weights_file), framework="pt") as handle:
-            for name, layer_module in modules:
-                layer_module.weight = torch.nn.Parameter(handle.get_tensor(name).to(dtype), requires_grad=False)
-        handle_.remove()
-
-    handle_ = model.register_forward_pre_hook(restore, with_kwargs=True)
+    hook = model.register_forward_pre_hook(restore, with_kwargs=True)
     trim_heap()
+
+
+def save_layers(layers: list[dict[str, Stacked]], path: Path) -> None:
+    """Write packed layers to a safetensors file, their segment layout in its metadata."""
+    from safetensors.torch import save_file
+
+    tensors = {f"{index}.{key}.{part}": tensor for index, layer in enumerate(layers)
+               for key, weight in layer.items() for part, tensor in weight.tensors().items()}
+    layout = [{key: weight.layout() for key, weight in layer.items()} for layer in layers]
+    save_file(tensors, str(path), metadata={"layout": json.dumps(layout)})
+
+
+def load_layers(path: Path) -> list[dict[str, Stacked]]:
+    """The packed layers `save_layers` wrote (the tensors map the file: pages are read as they are used)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        layout = json.loads(handle.metadata()["layout"])
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    return [{key: Stacked.from_tensors(segments, tensors, f"{index}.{key}.") for key, segments in layer.items()}
+            for index, layer in enumerate(layout)]
 
 
 def trim_heap() -> None:

@@ -15,7 +15,7 @@ from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models.backend_lean import LeanLlamaBackend, unsupported_reason
 from decodekit.models.catalog import CATALOG, gguf_path, lookup
 from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
-from decodekit.models.gguf_int4 import cached_int4_layers, release_layer_weights
+from decodekit.models.gguf_q4_model import load_q4
 from decodekit.models.loaded import LoadedModel
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -148,16 +148,12 @@ def check_q4(gguf_file: Path | None, backend: str, device: torch.device) -> None
         raise UserError("--dtype q4 needs the lean backend, not transformers")
 
 
-def q4_backend(model, gguf_file: Path, source: str | None = None) -> LeanLlamaBackend:
-    """The lean backend over `gguf_file`'s quantised layer weights, or a UserError saying why there is none.
-    The transformers modules' own copies of those weights are freed until their own forward needs them
-    (`release_layer_weights`, which reads them back from the converted model in `source`)."""
+def q4_backend(model, layers) -> LeanLlamaBackend:
+    """The lean backend over a GGUF file's quantised layer weights, or a UserError saying why there is none."""
     reason = unsupported_reason(model)
     if reason is not None:
         raise UserError(f"--dtype q4 needs the lean backend, which cannot run this model: {reason}")
-    backend = LeanLlamaBackend(model, int4_layers=cached_int4_layers(gguf_file, model, _notice))
-    release_layer_weights(model, Path(source) / "model.safetensors" if source is not None else None)
-    return backend
+    return LeanLlamaBackend(model, int4_layers=layers)
 
 
 def load_model(
@@ -181,8 +177,14 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, torch_device)
     gguf_file = _gguf_file(name_or_path)
     if dtype in Q4_ALIASES:
-        dtype = Q4
         check_q4(gguf_file, backend, torch_device)
+        model, tokenizer, layers = load_q4(gguf_file, _notice, torch_dtype)
+        entry = lookup(name_or_path)
+        return LoadedModel(
+            name=entry.name if entry is not None else gguf_file.name, model=model, tokenizer=tokenizer,
+            backend=q4_backend(model, layers), dtype=torch_dtype, device=torch_device,
+            load_seconds=time.perf_counter() - start, precision=Q4,
+        )
     source, display = _source_directory(name_or_path, gguf_file)
     offline = os.environ.get("HF_HUB_OFFLINE")
     try:
@@ -196,9 +198,8 @@ def load_model(
         name=display,
         model=model,
         tokenizer=tokenizer,
-        backend=q4_backend(model, gguf_file, source) if dtype == Q4 else make_backend(model, backend),
+        backend=make_backend(model, backend),
         dtype=torch_dtype,
         device=torch_device,
         load_seconds=time.perf_counter() - start,
-        precision=dtype if dtype == Q4 else "",
     )
