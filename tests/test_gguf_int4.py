@@ -12,15 +12,24 @@ import gguf
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_model
 
 from decodekit.errors import UserError
-from decodekit.models.backend_lean import LeanLlamaBackend
 from decodekit.models import gguf_blocks
-from decodekit.models.gguf_int4 import (DenseWeight, Int4Sum, int4_layers, load_layers, pack,
-                                        release_layer_weights, save_layers, unpack, unpermute_rows)
+from decodekit.models.backend_lean import LeanLlamaBackend
+from decodekit.models.gguf_int4 import (
+    DenseWeight,
+    Int4Sum,
+    int4_layers,
+    load_layers,
+    pack,
+    release_layer_weights,
+    save_layers,
+    unpack,
+    unpermute_rows,
+)
 from decodekit.models.gguf_q4_model import _skeleton, load_q4, other_tensors
 from decodekit.models.loading import load_model
-from tiny import tiny_model
 
 GGML = gguf.GGMLQuantizationType
 
@@ -226,7 +235,6 @@ def test_packed_layers_survive_the_cache_file(tmp_path):
 
 def write_whole_qwen2(loaded, path, tmp_path):
     """The tiny Qwen2's GGUF with its other tensors too (embedding, head, norms, biases in F32)."""
-    import shutil
 
     reader = gguf.GGUFReader(path)
     writer = gguf.GGUFWriter(tmp_path / "whole.gguf", "qwen2")
@@ -307,7 +315,7 @@ def test_released_layer_weights_without_a_file_refuse_transformers_forward(tmp_p
 
 
 def test_an_unsupported_layer_format_is_refused(tmp_path):
-    loaded, path = quantised_model(tmp_path)
+    loaded, _ = quantised_model(tmp_path)
     writer = gguf.GGUFWriter(tmp_path / "q5_1.gguf", "llama")
     for index in range(2):
         for module_name, gguf_name in GGUF_NAMES.items():

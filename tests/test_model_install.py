@@ -4,6 +4,7 @@ installed fails in one line naming the install command."""
 
 import dataclasses
 import hashlib
+import itertools
 import os
 import sys
 
@@ -35,7 +36,7 @@ def split(tmp_path):
     data = small_gguf(tmp_path / "whole.gguf")
     cuts = [0, 100, len(data) // 2, len(data)]
     parts = []
-    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(cuts)):
         part = tmp_path / f"part{i:02d}.bin"
         part.write_bytes(data[a:b])
         parts.append(part)
@@ -61,7 +62,7 @@ def test_parts_are_joined_once_with_a_recorded_digest(split, tmp_path, monkeypat
 
 @pytest.mark.parametrize("damage", ["digest", "size", "missing", "truncated-gguf"])
 def test_a_bad_join_leaves_nothing_under_the_target_name(split, tmp_path, damage):
-    parts, size, digest, data = split
+    parts, size, digest, _ = split
     target = tmp_path / "out" / "model.gguf"
     target.parent.mkdir()
     if damage == "digest":

@@ -79,7 +79,7 @@ def test_large_q4_resident_memory():
         generate({PROMPT!r}, model, max_new_tokens=8)
         print([int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmRSS")][0])
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1200,
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1200, check=False,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) <= RSS_LIMIT_BYTES

@@ -61,10 +61,10 @@ def assemble(parts: list[Path], target: Path, size: int, sha256: str) -> Path:
         raise UserError(f"the parts of {target.name} hold {total:,} bytes, not {size:,}: reinstall them")
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    handle = tempfile.NamedTemporaryFile("wb", dir=target.parent, prefix=f".{target.name}-", delete=False)
-    temporary = Path(handle.name)
+    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
+    temporary = Path(name)
     try:
-        with handle:
+        with os.fdopen(descriptor, "wb") as handle:
             for part in parts:
                 with part.open("rb") as source:
                     while block := source.read(BLOCK):

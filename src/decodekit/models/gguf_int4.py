@@ -39,7 +39,14 @@ import torch
 import torch.nn.functional as F
 
 from decodekit.errors import UserError
-from decodekit.models.gguf_blocks import GROUP, INT4_KINDS, Blocks, concatenated, dense, dequantised
+from decodekit.models.gguf_blocks import (
+    GROUP,
+    INT4_KINDS,
+    Blocks,
+    concatenated,
+    dense,
+    dequantised,
+)
 from decodekit.models.gguf_blocks import unpack as unpack_products
 
 DENSE_KINDS = frozenset({"Q6_K", "F32", "F16", "BF16"})  # read as bfloat16 copies of the dequantised weight
@@ -282,7 +289,7 @@ def load_layers(path: Path) -> list[dict[str, Stacked]]:
 
     with safe_open(str(path), framework="pt") as handle:
         layout = json.loads(handle.metadata()["layout"])
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (a safetensors handle is no dict)
     return [{key: Stacked.from_tensors(segments, tensors, f"{index}.{key}.") for key, segments in layer.items()}
             for index, layer in enumerate(layout)]
 

@@ -25,8 +25,15 @@ from decodekit.errors import UserError
 from decodekit.models.backend_lean import unsupported_architecture
 from decodekit.models.conversion_cache import cached_entry, entry_key
 from decodekit.models.gguf_blocks import dense
-from decodekit.models.gguf_int4 import (LAYER_TENSORS, PERMUTED_ARCHITECTURES, int4_layers, load_layers,
-                                        release_layer_weights, save_layers, unpermute_rows)
+from decodekit.models.gguf_int4 import (
+    LAYER_TENSORS,
+    PERMUTED_ARCHITECTURES,
+    int4_layers,
+    load_layers,
+    release_layer_weights,
+    save_layers,
+    unpermute_rows,
+)
 
 CACHE_FORMAT = 3  # bumped when the entry's layout changes
 LAYER_NAMES = {  # GGUF per-layer tensors that are not layer projections -> transformers' names
@@ -143,7 +150,7 @@ def load_q4(gguf_file: Path, notice: Callable[[str], None], dtype: torch.dtype =
     tokenizer = AutoTokenizer.from_pretrained(directory)
     model = _skeleton(config, dtype)
     with safe_open(str(directory / "model.safetensors"), framework="pt") as handle:
-        state = {name: handle.get_tensor(name) for name in handle.keys()}
+        state = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (a safetensors handle is no dict)
     if config.tie_word_embeddings:
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
     model.load_state_dict(state, strict=False, assign=True)
