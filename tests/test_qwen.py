@@ -3,7 +3,8 @@
 The 0.5B: the lean backend's float32 logits equal transformers' bit for bit over a prompt and a few steps
 (GGUF qwen2 loaded through transformers, tokenizer and chat template from the file); on `--dtype q4` (the
 file's own Q5_0 / Q8_0 / Q4_K blocks and Q6_K as bfloat16) greedy decoding writes code, and prompt lookup
-gives the same tokens as plain decoding in that precision. The 1.5B: resident memory after loading and a
+gives the same tokens as plain decoding in that precision; the model built straight from the file gives the
+logits of the file's blocks checked against the weights transformers loads. The 1.5B: resident memory after loading and a
 short generation on `--dtype q4`, in a fresh process.
 """
 
@@ -68,6 +69,22 @@ def test_q4_writes_the_function_and_prompt_lookup_is_exact(qwen_q4):
     plain = generate(PROMPT, qwen_q4, max_new_tokens=40)
     assert "def " in plain.text and "```python" in plain.text
     assert generate(PROMPT, qwen_q4, method="pld", max_new_tokens=40).token_ids == plain.token_ids
+
+
+def test_q4_from_the_file_equals_the_blocks_checked_against_transformers(qwen_q4):
+    """`int4_layers` over the model transformers loaded (bfloat16) checks every layer tensor's blocks against
+    transformers' dequantisation; the q4 model built straight from the file gives the same logits."""
+    from decodekit.models import load_model
+    from decodekit.models.backend_lean import LeanLlamaBackend
+    from decodekit.models.catalog import gguf_path
+    from decodekit.models.conversion_cache import cache_root
+    from decodekit.models.gguf_int4 import int4_layers
+
+    reference = load_model(SMALL, dtype="bfloat16").model
+    checked = LeanLlamaBackend(reference, int4_layers=int4_layers(gguf_path(CATALOG[SMALL], cache_root()), reference))
+    ids = torch.tensor(qwen_q4.encode(PROMPT))
+    logits = [b.forward(ids, torch.arange(len(ids)), b.new_cache()) for b in (checked, qwen_q4.backend)]
+    assert torch.equal(logits[0], logits[1])
 
 
 @slow
