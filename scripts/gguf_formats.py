@@ -6,7 +6,8 @@ For every layer projection: whether the unpacked int4 products (gguf_blocks.py) 
 dequantisation bit for bit in float32, and, for the weight the kernel actually computes with (scales and
 zeros rounded to bfloat16; Q6_K: each weight rounded to bfloat16), the largest error relative to the
 tensor's largest weight and the mean error relative to the mean weight. With `--timing`, for one tensor of
-each format and shape, the best of 20 one-row products in the chosen form and as a bfloat16 `F.linear`.
+each format and shape, the best of 20 products over 1 and 8 rows in the chosen form and as a bfloat16
+`F.linear`.
 """
 
 from __future__ import annotations
@@ -67,15 +68,18 @@ def main() -> None:
         row["weight_sum"] += exact.abs().sum().item()
         if args.timing and (kind, shape) not in timed:
             timed.add((kind, shape))
-            x = torch.randn(1, shape[1]).bfloat16()
             dense = exact.bfloat16()
-            plain = best_ms(lambda x=x, dense=dense: F.linear(x, dense))
-            if kind in gguf_blocks.INT4_KINDS:
-                weight = Int4Sum(tuple(pack(p, torch.bfloat16) for p in products))
-                chosen = best_ms(lambda x=x, weight=weight: weight(x))
-                print(f"{kind} {shape}: {len(products)} int4 product(s) {chosen:.2f} ms, bfloat16 {plain:.2f} ms")
-            else:
-                print(f"{kind} {shape}: bfloat16 {plain:.2f} ms (the form used)")
+            weight = Int4Sum(tuple(pack(p, torch.bfloat16) for p in products)) \
+                if kind in gguf_blocks.INT4_KINDS else None
+            for rows in (1, 8):
+                x = torch.randn(rows, shape[1]).bfloat16()
+                plain = best_ms(lambda x=x, dense=dense: F.linear(x, dense))
+                if weight is not None:
+                    chosen = best_ms(lambda x=x, weight=weight: weight(x))
+                    print(f"{kind} {shape}, {rows} row(s): {len(weight.products)} int4 product(s) {chosen:.2f} ms, "
+                          f"bfloat16 F.linear {plain:.2f} ms")
+                else:
+                    print(f"{kind} {shape}, {rows} row(s): bfloat16 F.linear {plain:.2f} ms (the form used)")
     for kind, row in stats.items():
         print(f"{kind}: {row['tensors']} tensors, {row['weights']:,} weights; float32 round trip exact in "
               f"{row['exact']}/{row['tensors']}; as computed: max error / max |w| {row['max_rel']:.4f}, "

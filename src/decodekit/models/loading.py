@@ -1,4 +1,9 @@
-"""`load_model`: a catalog name, a `.gguf` file, a local directory or a Hugging Face hub id -> `LoadedModel`."""
+"""`load_model`: a catalog name, a `.gguf` file, a local directory or a Hugging Face hub id -> `LoadedModel`.
+
+A GGUF source is converted once to float32 safetensors (conversion_cache.py) for float32 / bfloat16; with
+`--dtype q4` (alias `gguf`) it is read straight from its blocks instead (gguf_q4_model.py), on the CPU,
+with the lean backend.
+"""
 
 from __future__ import annotations
 
