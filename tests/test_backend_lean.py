@@ -39,6 +39,13 @@ TINY_CONFIGS = {
 TREE = Draft([11, 12, 13, 14, 15], [-1, 0, -1, 2, 3])  # two branches; the path 13 -> 14 -> 15 is nodes 2, 3, 4
 
 
+QWEN2_CONFIGS = {  # Qwen2: q / k / v biases, no o-proj bias, untied head, RoPE base 1e6 as in Qwen2.5
+    "qwen2": {"architecture": "qwen2", "rope_parameters": {"rope_type": "default", "rope_theta": 1e6}},
+    "qwen2-tied": {"architecture": "qwen2", "tie_word_embeddings": True},
+}
+TINY_CONFIGS.update(QWEN2_CONFIGS)
+
+
 def tiny(name: str):
     """A tiny model whose biases (zero at initialisation) are random, so that they are exercised."""
     model = tiny_model(seed=3, layers=3, **TINY_CONFIGS[name]).model
@@ -89,6 +96,34 @@ def test_tiny_logits_equal_transformers(name):
 
 def test_tiny_bfloat16_logits_equal_transformers():
     check_sequence(both(tiny("gqa").to(torch.bfloat16)), list(range(1, 30)))
+
+
+def test_tiny_qwen2_is_qwen2_with_its_biases():
+    model = tiny("qwen2")
+    assert type(model).__name__ == "Qwen2ForCausalLM" and model.config.rope_parameters["rope_theta"] == 1e6
+    attention = model.model.layers[0].self_attn
+    assert attention.q_proj.bias is not None and attention.o_proj.bias is None
+    assert model.model.layers[0].mlp.down_proj.bias is None
+    assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
+
+
+def test_tiny_qwen2_float32_logits_are_bit_identical_without_packing():
+    """Unpacked (one-token steps and prefills of up to 3 or over 16 tokens), the lean Qwen2 forward runs the
+    same kernels as transformers': the float32 logits are equal, not just close."""
+    model = tiny("qwen2")
+    lean, hf = LeanLlamaBackend(model, pack=False), TransformersBackend(model)
+    caches = [lean.new_cache(), hf.new_cache()]
+    prompt = torch.tensor(list(range(1, 20)))
+    for tokens, positions in ((prompt, torch.arange(19)), (torch.tensor([7]), torch.tensor([19]))):
+        logits = [b.forward(tokens, positions, c) for b, c in zip((lean, hf), caches)]
+        assert torch.equal(logits[0], logits[1])
+
+
+def test_sliding_window_qwen2_is_left_to_transformers():
+    sliding = {"architecture": "qwen2", "use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1}
+    assert tiny_model(backend="auto", **sliding).backend.name == "transformers"
+    with pytest.raises(UserError, match="sliding-window"):
+        tiny_model(backend="lean", **sliding)
 
 
 @pytest.mark.integration

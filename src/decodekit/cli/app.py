@@ -12,7 +12,7 @@ import typer
 
 from decodekit.cli.bench import bench
 from decodekit.cli.generate import generate
-from decodekit.cli.listings import methods, models
+from decodekit.cli.listings import methods, models, models_install
 from decodekit.cli.profile import profile
 from decodekit.cli.serve import bench_serve, serve
 from decodekit.errors import ParameterError, UserError
@@ -41,7 +41,10 @@ def one_line_errors(command: Callable) -> Callable:
 
 
 app.command()(one_line_errors(generate))
-app.command()(one_line_errors(models))
+models_app = typer.Typer(help="The embedded model catalog; `models install NAME` installs one.")
+models_app.callback(invoke_without_command=True)(one_line_errors(models))
+models_app.command("install")(one_line_errors(models_install))
+app.add_typer(models_app, name="models")
 app.command()(one_line_errors(methods))
 app.command()(one_line_errors(bench))
 app.command()(one_line_errors(profile))

