@@ -8,6 +8,7 @@ options.py: a command-line value (a file or inline text) into a Grammar.
 """
 
 from decodekit.constrain.grammar import Grammar
+from decodekit.constrain.options import grammar_from_options
 from decodekit.constrain.processor import GrammarProcessor, MaskStats
 
-__all__ = ["Grammar", "GrammarProcessor", "MaskStats"]
+__all__ = ["Grammar", "GrammarProcessor", "MaskStats", "grammar_from_options"]

@@ -51,6 +51,8 @@ class Grammar:
         self.description = description
         self.schema = schema  # the JSON schema that outputs must satisfy (json_schema and json)
         self.stats = MaskStats()
+        # per llguidance tokenizer (by identity, held so that the id stays its own): the matcher at its start
+        self._compiled: dict[int, tuple[llguidance.LLTokenizer, llguidance.LLMatcher]] = {}
 
     @classmethod
     def json_schema(cls, schema: dict | bool | str, whitespace: str = "flexible") -> Grammar:
@@ -86,12 +88,15 @@ class Grammar:
         return cls("lark", llguidance.LLMatcher.grammar_from_lark(text), "invalid Lark grammar")
 
     def bind(self, model: LoadedModel) -> GrammarProcessor:
-        """A fresh processor for one request on `model`."""
+        """A fresh processor for one request on `model`: a copy of the grammar compiled once per tokenizer."""
         tokenizer = grammar_tokenizer(model)
-        matcher = llguidance.LLMatcher(tokenizer, self.grammar, log_level=0)
-        if matcher.is_error():
-            raise UserError(f"{self.description}: {one_line(matcher.get_error())}")
-        return GrammarProcessor(matcher, frozenset(tokenizer.eos_tokens), model.vocab_size, self.stats)
+        held = self._compiled.get(id(tokenizer))
+        if held is None or held[0] is not tokenizer:
+            matcher = llguidance.LLMatcher(tokenizer, self.grammar, log_level=0)
+            if matcher.is_error():
+                raise UserError(f"{self.description}: {one_line(matcher.get_error())}")
+            held = self._compiled[id(tokenizer)] = (tokenizer, matcher)
+        return GrammarProcessor(held[1].deep_copy(), frozenset(tokenizer.eos_tokens), model.vocab_size, self.stats)
 
     def valid(self, text: str) -> bool | None:
         """Whether `text` is a JSON value that satisfies the schema (None for regex and Lark grammars)."""
