@@ -132,7 +132,8 @@ def run_suite(model, rows: list[Row], methods: list[str], max_new_tokens: int = 
                     tally.failures.append(row.id)
                 if progress is not None:
                     progress(f"{method} {'constrained' if constrained else 'free'} {row.id}: "
-                             f"{len(result.token_ids)} tokens, {result.finish_reason}, valid={valid}")
+                             f"{len(result.token_ids)} tokens in {result.seconds:.1f} s, "
+                             f"{result.stats['forced_tokens']} forced, {result.finish_reason}, valid={valid}")
             tallies.append(tally)
     return tallies, unsupported
 
