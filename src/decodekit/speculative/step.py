@@ -2,7 +2,8 @@
 
     state = prefill(model, request, decoder)             # cache the prompt but its last token (the root)
     step(state):
-        draft   = prune(drafter.propose(context, budget))  # a tree below the root; a constraint's pruning
+        draft   = drafter.propose(context, budget)      # a tree below the root
+        draft   = prune(graft(draft, sampler.continuation(budget)))  # a constraint's forced tokens, its pruning
         logits  = forward([root] + draft, tree mask)        # one target forward
         verdict = verify(draft, logits, sampler)            # greedy or exact speculative sampling
         cache.keep(root + accepted path); sampler.accept(tokens); drafter.observe(...)
