@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import MappingProxyType
 from typing import Any
 
 import jsonschema
@@ -34,10 +35,10 @@ from decodekit.constrain.tokenizer import grammar_tokenizer
 from decodekit.errors import UserError
 from decodekit.models.loaded import LoadedModel
 
-WHITESPACE = {
-    "flexible": {},
-    "fixed": {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "},
-}
+WHITESPACE = MappingProxyType({  # llguidance's JSON compile options for each choice (read-only)
+    "flexible": MappingProxyType({}),
+    "fixed": MappingProxyType({"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}),
+})
 
 
 class Grammar:
@@ -115,7 +116,7 @@ class Grammar:
 def _whitespace(whitespace: str) -> dict[str, Any]:
     if whitespace not in WHITESPACE:
         raise UserError(f"JSON whitespace must be one of {', '.join(WHITESPACE)}, got {whitespace!r}")
-    return WHITESPACE[whitespace]
+    return dict(WHITESPACE[whitespace])
 
 
 def one_line(message: str) -> str:
