@@ -148,6 +148,25 @@ def test_a_streamed_chat_equals_the_whole_answer(server):
     assert chunks[-1].model_extra["decodekit"]["choices"][0]["new_tokens"] == whole.usage.completion_tokens
 
 
+def test_a_json_schema_response_format_gives_valid_json_streamed_or_not(server):
+    import jsonschema
+
+    client = server.client()
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    response_format = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}}
+    whole = chat(client, "Invent a person: a JSON object with a name and an age.", max_tokens=48,
+                 response_format=response_format)
+    assert whole.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(whole.choices[0].message.content), schema)
+    chunks = list(chat(client, "Invent a person: a JSON object with a name and an age.", max_tokens=48,
+                       response_format=response_format, stream=True, extra_body={"decodekit": {"method": "ar"}}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
+    json_object = chat(client, "Give me a JSON object.", max_tokens=32, response_format={"type": "json_object"})
+    if json_object.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(json_object.choices[0].message.content), dict)
+
+
 def test_stop_strings_cut_the_text_streamed_or_not(server):
     client = server.client()
     full = client.completions.create(model=MODEL, prompt="1, 2, 3, 4, 5,", max_tokens=16, temperature=0)
@@ -213,8 +232,9 @@ def test_every_endpoint_but_health_needs_the_key(server):
     ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 65}, 400, "max_tokens"),
     ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stop": ["a", "b", "c", "d", "e"]}, 400,
      "stop"),
-    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}},
-     400, "response_format"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+      "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "wat"}}}}, 400,
+     "response_format"),
     ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "decodekit": {"method": "nope"}}, 400,
      "decodekit.method"),
     ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}],

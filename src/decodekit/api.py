@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from decodekit.constrain import Grammar
 from decodekit.core import DecodeRequest
 from decodekit.core.request import check_request
 from decodekit.defaults import NUM_DRAFT
@@ -30,6 +31,7 @@ def generate(
     chat: bool | None = None,
     num_draft: int = NUM_DRAFT,
     processors: Sequence[LogitsProcessor] = (),
+    constraint: Grammar | None = None,
     stream: bool = False,
     dtype: str = "auto",
     session: Session | None = None,
@@ -39,10 +41,14 @@ def generate(
 
     Returns a GenerationResult, or with `stream=True` a Decoding: iterate it for text deltas, then read
     its `.result`. `chat` applies the model's chat template (default: when it has one). `processors` join the
-    request's logits-processor chain (sampling/processors.py). Method options (e.g. `draft_model`, `corpus`)
+    request's logits-processor chain (sampling/processors.py); `constraint` (a constrain.Grammar: JSON schema,
+    any JSON, regex, Lark) joins it last, and the result's `complete` says whether the grammar accepted the
+    output. Method options (e.g. `draft_model`, `corpus`)
     go to the method; every option and parameter is checked before a model loads.
     """
     get_method(method, options)
+    if constraint is not None:
+        processors = [*processors, constraint]
     sampling = sampling or SamplingConfig()
     check_request(max_new_tokens, sampling, stop, num_draft)
     session = session or Session()

@@ -21,6 +21,7 @@ class StepRecord:
     # distribution it was chosen from, and the request's top-k (token, log-probability) pairs of that row
     logprobs: list[float] = field(default_factory=list)
     top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
+    forced: int = 0  # committed tokens that a constraint proposed (its forced and fast-forward tokens)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class GenerationResult:
     seconds: float  # wall time of the whole generation, prefill included
     prefill_seconds: float
     draft_forward_passes: int = 0  # forwards of a separate draft model or of a layer-skipped target
+    complete: bool | None = None  # whether the request's constraints accept the output (None: no constraint)
 
     @property
     def forward_passes(self) -> int:
@@ -64,11 +66,14 @@ class GenerationResult:
             "draft_forward_passes": self.draft_forward_passes,
             "draft_seconds": round(sum(s.draft_seconds for s in self.steps), 4),
             "verify_seconds": round(sum(s.verify_seconds for s in self.steps), 4),
+            "forced_tokens": sum(s.forced for s in self.steps),
         }
 
     def to_json(self, trace: bool = False) -> dict:
         data = {"text": self.text, "token_ids": self.token_ids, "finish_reason": self.finish_reason,
                 "method": self.method, "stats": self.stats}
+        if self.complete is not None:
+            data["complete"] = self.complete
         if trace:
             data["steps"] = [asdict(step) for step in self.steps]
         return data

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import typer
 
 from decodekit.cli.bench import bench
+from decodekit.cli.bench_json import bench_json
 from decodekit.cli.generate import generate
 from decodekit.cli.listings import methods, models, models_install
 from decodekit.cli.profile import profile
@@ -47,6 +48,7 @@ models_app.command("install")(one_line_errors(models_install))
 app.add_typer(models_app, name="models")
 app.command()(one_line_errors(methods))
 app.command()(one_line_errors(bench))
+app.command("bench-json")(one_line_errors(bench_json))
 app.command()(one_line_errors(profile))
 app.command()(one_line_errors(serve))
 app.command("bench-serve")(one_line_errors(bench_serve))

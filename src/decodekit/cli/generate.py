@@ -39,6 +39,10 @@ def generate(
     raw: Annotated[bool, typer.Option("--raw", help="send the prompt as is, without the chat template")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of streaming")] = False,
     trace: Annotated[bool, typer.Option("--trace", help="with --json: add the per-step trace")] = False,
+    json_schema: Annotated[Optional[str], typer.Option(help="constrain to a JSON schema: a file or JSON text")] = None,
+    json_value: Annotated[bool, typer.Option("--json-value", help="constrain to any JSON value")] = False,
+    regex: Annotated[Optional[str], typer.Option(help="constrain the whole output to a regular expression")] = None,
+    grammar: Annotated[Optional[str], typer.Option(help="constrain to a Lark grammar file (llguidance's Lark)")] = None,
 ) -> None:
     """Generate text from PROMPT."""
     _generate(**locals())
@@ -46,8 +50,10 @@ def generate(
 
 def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, min_p, typical_p,
               epsilon_cutoff, eta_cutoff, repetition_penalty, seed, stop, num_draft, draft_model, corpus,
-              skip_layers, option, dtype, threads, raw, as_json, trace) -> None:
+              skip_layers, option, dtype, threads, raw, as_json, trace, json_schema=None, json_value=False,
+              regex=None, grammar=None) -> None:
     from decodekit.api import generate as run_generate
+    from decodekit.constrain import grammar_from_options
     from decodekit.core.request import check_request
     from decodekit.methods import get_method
     from decodekit.models import load_model
@@ -64,9 +70,10 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
                     (("draft_model", draft_model), ("corpus", corpus), ("skip_layers", skip_layers)) if v})
     get_method(method, options)
     check_request(max_new_tokens, sampling, tuple(stop or ()), num_draft)  # fail before loading
+    constraint = grammar_from_options(json_schema, json_value, regex, grammar)
     loaded = load_model(model, dtype=dtype, threads=threads)
     kwargs = dict(method=method, max_new_tokens=max_new_tokens, sampling=sampling, stop=tuple(stop or ()),
-                  chat=False if raw else None, num_draft=num_draft, **options)
+                  chat=False if raw else None, num_draft=num_draft, constraint=constraint, **options)
     if as_json:
         result = run_generate(prompt, loaded, **kwargs)
         print(json.dumps(result.to_json(trace=trace), ensure_ascii=False))
@@ -80,6 +87,8 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
     print(
         f"[{method}] {stats['new_tokens']} tokens in {stats['seconds']:.2f} s "
         f"({stats['tokens_per_second']} tokens/s), {stats['forward_passes']} forward passes, "
-        f"finish: {decoding.result.finish_reason}; model {loaded.name} {loaded.precision}",
+        f"finish: {decoding.result.finish_reason}"
+        + ("" if decoding.result.complete is None else f" ({'complete' if decoding.result.complete else 'incomplete'})")
+        + f"; model {loaded.name} {loaded.precision}",
         file=sys.stderr,
     )

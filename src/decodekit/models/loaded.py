@@ -21,6 +21,9 @@ class LoadedModel:
     load_seconds: float = 0.0
     precision: str = ""  # the --dtype it was loaded with: the dtype's name, or q4 (gguf_int4.py)
     eos_token_ids: frozenset[int] = field(init=False)
+    # what is costly to derive from the model and the same for every request (a grammar engine's view of
+    # the tokenizer), built by its user on first need and kept for the model's lifetime
+    derived: dict[str, object] = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.precision = self.precision or str(self.dtype).removeprefix("torch.")

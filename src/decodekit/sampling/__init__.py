@@ -2,10 +2,10 @@
 (repetition penalty, request processors, warpers), and uncertainty signals (entropy, margin)."""
 
 from decodekit.sampling.config import SamplingConfig
-from decodekit.sampling.processors import LogitsProcessor, Processor, RepetitionPenalty, Warpers
+from decodekit.sampling.processors import LogitsProcessor, Processor, RepetitionPenalty, Warpers, for_model
 from decodekit.sampling.sampler import Sampler
 from decodekit.sampling.signals import entropy_and_margin
 from decodekit.sampling.warpers import warp
 
 __all__ = ["LogitsProcessor", "Processor", "RepetitionPenalty", "Sampler", "SamplingConfig", "Warpers",
-           "entropy_and_margin", "warp"]
+           "entropy_and_margin", "for_model", "warp"]

@@ -14,6 +14,12 @@ The same chain is applied wherever logits become a choice: plain sampling, greed
 speculative sampling, and a draft model's q (`Sampler`, sampler.py), so any processor composes exactly with
 every drafter.
 
+Optional, for constraints: `continuation(limit)` gives tokens the processor proposes after the committed text
+(a grammar's forced tokens; the engine puts them at the front of the draft, where verification checks them),
+`satisfied()` whether the committed text is complete for it (None when it has no say), and a processor that
+must see the model first (a grammar needs its tokenizer) is a factory with `bind(model)`, which gives each
+request its own processor (`for_model`).
+
 Processors here: the repetition penalty (CTRL, Keskar et al. 2019: a seen token's logit is divided by the
 penalty when positive, multiplied when negative) and the sampling warpers (warpers.py: temperature, top-k,
 top-p, min-p, typical-p, epsilon and eta cutoffs, in transformers' order).
@@ -70,6 +76,18 @@ class Processor:
 
     def clone(self) -> LogitsProcessor:
         return copy.deepcopy(self)
+
+    def continuation(self, limit: int) -> list[int]:
+        return []
+
+    def satisfied(self) -> bool | None:
+        return None
+
+
+def for_model(processor, model) -> LogitsProcessor:
+    """The request's own processor: `processor.bind(model)` for a factory, else `processor` itself."""
+    bind = getattr(processor, "bind", None)
+    return processor if bind is None else bind(model)
 
 
 class RepetitionPenalty(Processor):

@@ -64,6 +64,21 @@ class Sampler:
     def allows(self, path: Sequence[int], token: int) -> bool:
         return all(processor.allows(path, token) for processor in self.chain)
 
+    def continuation(self, limit: int) -> list[int]:
+        """At most `limit` tokens that the chain's constraints propose after the committed text (the longest
+        proposal of any processor; the others' `allows` still apply through pruning)."""
+        best: list[int] = []
+        for processor in self.chain:
+            propose = getattr(processor, "continuation", None)
+            if propose is not None and processor.constrains and len(chain := propose(limit)) > len(best):
+                best = chain[:limit]
+        return best
+
+    def satisfied(self) -> bool | None:
+        """Whether every constraint that has a say accepts the committed text as complete (None: none has)."""
+        verdicts = [v for p in self.chain if (v := getattr(p, "satisfied", lambda: None)()) is not None]
+        return all(verdicts) if verdicts else None
+
     def clone(self) -> Sampler:
         twin = Sampler.__new__(Sampler)
         twin.config = self.config

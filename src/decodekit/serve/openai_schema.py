@@ -15,8 +15,9 @@ the field. Rules:
   "min_p": 0.0, "repetition_penalty": 1.0}`, picks the decoding method of this request (default: the
   server's) and the sampling knobs OpenAI lacks; options that name files or models (corpus, matrix_file,
   draft_model) are the server's to set, not a request's;
-- `response_format` json_object / json_schema is checked; it is served once the grammar package
-  (decodekit.constrain) is installed, and answered 400 "not supported yet" before.
+- `response_format` json_object / json_schema constrains the output with a grammar (decodekit.constrain),
+  exactly under every decoding method; an output cut by max_tokens inside the grammar ends with
+  finish_reason "length".
 
 The builders at the end make the response objects and stream chunks; the response carries decodekit's step
 statistics in an extra `decodekit` field.
@@ -24,7 +25,6 @@ statistics in an extra `decodekit` field.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -284,9 +284,6 @@ def _response_format(body: dict) -> dict | None:
         if not isinstance(schema, (dict, bool)):
             raise bad("response_format.json_schema.schema must be a JSON schema object",
                       "response_format.json_schema.schema", "invalid_type")
-    if importlib.util.find_spec("decodekit.constrain") is None:
-        raise bad(f"response_format {value['type']} is not supported yet by this server", "response_format",
-                  "unsupported_parameter")
     return value
 
 

@@ -2,7 +2,8 @@
 
     state = prefill(model, request, decoder)             # cache the prompt but its last token (the root)
     step(state):
-        draft   = prune(drafter.propose(context, budget))  # a tree below the root; a constraint's pruning
+        draft   = drafter.propose(context, budget)      # a tree below the root
+        draft   = prune(graft(draft, sampler.continuation(budget)))  # a constraint's forced tokens, its pruning
         logits  = forward([root] + draft, tree mask)        # one target forward
         verdict = verify(draft, logits, sampler)            # greedy or exact speculative sampling
         cache.keep(root + accepted path); sampler.accept(tokens); drafter.observe(...)
@@ -30,9 +31,9 @@ from decodekit.core.output import Committed
 from decodekit.drafting.base import Draft, Drafter
 from decodekit.models.loaded import LoadedModel
 from decodekit.models.protocols import Cache, SequenceInput
-from decodekit.sampling import Sampler, entropy_and_margin
+from decodekit.sampling import Sampler, entropy_and_margin, for_model
 from decodekit.speculative.decoder import Decoder
-from decodekit.speculative.tree import prune, row_paths, tree_mask
+from decodekit.speculative.tree import graft, prune, row_paths, tree_mask
 from decodekit.speculative.verify import verify
 from decodekit.trace import GenerationResult, StepRecord
 
@@ -68,6 +69,7 @@ class Proposal:
     forward: SequenceInput
     started: float
     drafted: float  # when drafting ended
+    chain: list[int] = field(default_factory=list)  # the constraints' proposal grafted into the draft
 
 
 def prefill(model: LoadedModel, request: DecodeRequest, decoder: Decoder, method: str,
@@ -87,7 +89,7 @@ def prefill(model: LoadedModel, request: DecodeRequest, decoder: Decoder, method
         prefix = torch.tensor(prompt[:-1])
         model.backend.forward(prefix, torch.arange(len(prefix)), cache, last=1)
     prefill_seconds = time.perf_counter() - start
-    sampler = Sampler(sampling, [*decoder.make_processors(), *request.processors])
+    sampler = Sampler(sampling, [*decoder.make_processors(), *(for_model(p, model) for p in request.processors)])
     sampler.reset(prompt)
     if decoder.drafter is not None:
         decoder.drafter.reset(prompt, sampler)
@@ -104,12 +106,14 @@ def propose(state: DecodeState) -> Proposal:
     draft = drafter.propose(state.context, budget) if drafter is not None and budget > 0 else Draft()
     if len(draft) > max(budget, 0):
         raise RuntimeError(f"{state.method}: drafter proposed {len(draft)} nodes over a budget of {budget}")
-    draft = prune(draft, state.sampler)
+    chain = state.sampler.continuation(budget) if state.sampler.constrains and budget > 0 else []
+    draft = prune(graft(draft, chain), state.sampler)
     past = state.cache.length
     inputs = torch.tensor([state.context[-1]] + draft.tokens + draft.aux_tokens)
     positions = past + torch.tensor([0] + draft.depths() + draft.aux_depths)
     mask = None if draft.is_chain and not draft.aux_tokens else tree_mask(draft)
-    return Proposal(draft, past, SequenceInput(inputs, positions, state.cache, mask), tick, time.perf_counter())
+    return Proposal(draft, past, SequenceInput(inputs, positions, state.cache, mask), tick, time.perf_counter(),
+                    chain)
 
 
 def commit(state: DecodeState, proposal: Proposal, logits: torch.Tensor) -> Committed:
@@ -132,6 +136,7 @@ def commit(state: DecodeState, proposal: Proposal, logits: torch.Tensor) -> Comm
         accepted=verdict.accepted[: len(tokens)], draft_seconds=proposal.drafted - proposal.started,
         verify_seconds=verified - proposal.drafted, entropy=entropy[: len(tokens)], margin=margin[: len(tokens)],
         logprobs=logprobs, top_logprobs=top,
+        forced=_on_chain([draft.tokens[n] for n in verdict.accepted[: len(tokens)]], proposal.chain),
     ))
     return committed
 
@@ -173,11 +178,23 @@ def step_together(states: Sequence[DecodeState]) -> list[Committed]:
     return [commit(state, proposal, rows) for state, proposal, rows in zip(states, proposals, logits)]
 
 
+def _on_chain(accepted: list[int], chain: list[int]) -> int:
+    """How many of the accepted draft tokens lead along the constraints' proposal."""
+    count = 0
+    for token, proposed in zip(accepted, chain):
+        if token != proposed:
+            break
+        count += 1
+    return count
+
+
 def result(state: DecodeState) -> GenerationResult:
     drafter = state.drafter
+    complete = state.sampler.satisfied()  # a stop string cuts the text the constraints saw: not complete
     return GenerationResult(
         text=state.output.text, token_ids=list(state.output.token_ids), finish_reason=state.output.finish,
         method=state.method, prompt_tokens=len(state.request.prompt_ids), steps=state.steps,
         seconds=time.perf_counter() - state.start, prefill_seconds=state.prefill_seconds,
         draft_forward_passes=drafter.forward_passes if drafter is not None else 0,
+        complete=None if complete is None else complete and state.output.finish != "stop",
     )

@@ -1,5 +1,6 @@
 """A draft tree as the forward and the processors see it: its attention mask, the token path that leads to each
-logits row, and the tree with the nodes that a constraint forbids removed.
+logits row, the tree with the nodes that a constraint forbids removed, and the tree with a constraint's own
+proposal grafted in.
 
 Rows: row 0 is the root (the last committed token), row 1 + i is draft node i.
 """
@@ -60,3 +61,32 @@ def prune(draft: Draft, sampler: Sampler) -> Draft:
     q = None if draft.q is None else draft.q[order]
     parents = [-1 if draft.parents[node] < 0 else kept[draft.parents[node]] for node in order]
     return Draft([draft.tokens[node] for node in order], parents, q)
+
+
+def graft(draft: Draft, chain: list[int]) -> Draft:
+    """The draft with `chain` (tokens after the root) as one of its root paths: nodes already on that path are
+    kept (with their q), the missing ones are appended as one-hot proposals (a one-hot q row when the draft
+    has q), so every other node keeps its place. Auxiliary tokens keep their own mask and see no new node."""
+    if not chain:
+        return draft
+    tokens, parents = list(draft.tokens), list(draft.parents)
+    node, added = -1, []
+    for token in chain:
+        match = next((c for c in range(len(tokens)) if parents[c] == node and tokens[c] == token), None)
+        if match is None:
+            tokens.append(token)
+            parents.append(node)
+            match = len(tokens) - 1
+            added.append(token)
+        node = match
+    if not added:
+        return draft
+    q = draft.q
+    if q is not None:
+        q = torch.cat([q, torch.nn.functional.one_hot(torch.tensor(added), q.shape[-1]).to(q.dtype)])
+    aux_mask = draft.aux_mask
+    if draft.aux_tokens:
+        n = len(draft) + 1
+        gap = aux_mask.new_zeros(len(draft.aux_tokens), len(added))
+        aux_mask = torch.cat([aux_mask[:, :n], gap, aux_mask[:, n:]], dim=1)
+    return Draft(tokens, parents, q, list(draft.aux_tokens), list(draft.aux_depths), aux_mask)
