@@ -177,8 +177,8 @@ class Engine:
         from decodekit.constrain import Grammar
 
         try:
-            if response_format["type"] == "json_object":
-                return [Grammar.json()]
+            if response_format["type"] == "json_object":  # OpenAI's json_object: a JSON object, not any value
+                return [Grammar.json_schema({"type": "object"})]
             return [Grammar.json_schema(response_format["json_schema"].get("schema", {}))]
         except UserError as error:
             raise APIError(400, str(error), "response_format", "invalid_value") from None
