@@ -26,6 +26,7 @@ from decodekit.drafting.draft_model import ChainDrafter, StopRule
 from decodekit.sampling import SamplingConfig, warp
 from decodekit.speculative.decoder import Decoder
 from decodekit.speculative.decoding import Decoding
+from table_backend import TableBackend
 
 V = 6  # <eos>, a, b, c, d, e
 EOS = 0
@@ -36,50 +37,6 @@ RUNS = 10_000
 SAMPLING = dict(temperature=0.9, top_k=4, top_p=0.9)
 ALPHA = 0.001
 LETTERS = " abcde"
-
-
-class TableBackend:
-    """The tiny model's logits for every context, computed once per context and memoised."""
-
-    def __init__(self, model):
-        self.model = model
-        self.memo: dict[tuple[int, ...], torch.Tensor] = {}
-
-    def logits(self, context: tuple[int, ...]) -> torch.Tensor:
-        if context not in self.memo:
-            with torch.inference_mode():
-                self.memo[context] = self.model(torch.tensor([context])).logits[0, -1].float()
-        return self.memo[context]
-
-    def new_cache(self):
-        return TokenCache()
-
-    def forward(self, input_ids, positions, cache, tree_mask=None, last=0):
-        new = input_ids.tolist()
-        if tree_mask is None:
-            tree_mask = torch.ones(len(new), len(new), dtype=torch.bool).tril()
-        rows = []
-        for i in range(len(new)):
-            context = tuple(cache.tokens) + tuple(new[j] for j in range(len(new)) if tree_mask[i, j])
-            rows.append(self.logits(context))
-        cache.tokens.extend(new)
-        out = torch.stack(rows)
-        return out[-last:] if last else out
-
-
-class TokenCache:
-    def __init__(self):
-        self.tokens: list[int] = []
-
-    @property
-    def length(self):
-        return len(self.tokens)
-
-    def truncate(self, length):
-        del self.tokens[length:]
-
-    def keep(self, start, indices):
-        self.tokens[start:] = [self.tokens[start + i] for i in indices]
 
 
 class ShapedDrafter:

@@ -32,6 +32,7 @@ from decodekit.speculative.decoder import Decoder
 from decodekit.speculative.decoding import Decoding
 from decodekit.speculative.verify import Verdict
 from tiny import tiny_model
+from table_backend import TableBackend
 
 V = 5
 PROMPT = [1, 3]
@@ -61,51 +62,6 @@ def target_probs(logits, sampling, context=(), processors=()):
     sampler = Sampler(sampling, [type(p)() for p in processors])
     sampler.reset(list(context))
     return sampler.probs(logits, [[]] * logits.shape[0])
-
-
-class TableBackend:
-    """The tiny model's logits for every context, computed once per context and memoised."""
-
-    def __init__(self, model):
-        self.model = model
-        self.memo: dict[tuple[int, ...], torch.Tensor] = {}
-        self.q_memo: dict[tuple[int, ...], torch.Tensor] = {}  # a drafter's warped q (one sampling config)
-
-    def logits(self, context: tuple[int, ...]) -> torch.Tensor:
-        if context not in self.memo:
-            with torch.inference_mode():
-                self.memo[context] = self.model(torch.tensor([context])).logits[0, -1].float()
-        return self.memo[context]
-
-    def new_cache(self):
-        return TokenCache()
-
-    def forward(self, input_ids, positions, cache, tree_mask=None, last=0):
-        new = input_ids.tolist()
-        if tree_mask is None:
-            tree_mask = torch.ones(len(new), len(new), dtype=torch.bool).tril()
-        rows = []
-        for i in range(len(new)):
-            context = tuple(cache.tokens) + tuple(new[j] for j in range(len(new)) if tree_mask[i, j])
-            rows.append(self.logits(context))
-        cache.tokens.extend(new)
-        out = torch.stack(rows)
-        return out[-last:] if last else out
-
-
-class TokenCache:
-    def __init__(self):
-        self.tokens: list[int] = []
-
-    @property
-    def length(self):
-        return len(self.tokens)
-
-    def truncate(self, length):
-        del self.tokens[length:]
-
-    def keep(self, start, indices):
-        self.tokens[start:] = [self.tokens[start + i] for i in indices]
 
 
 class ShapedDrafter:
