@@ -44,7 +44,7 @@ def apd(model: DiffusionModel, prompts: list[list[int]], gen_length: int = 24, m
         while bool(canvas.masked().any()):
             active = canvas.masked().any(-1)
             logits = full_logits(model, canvas.ids, canvas.attention, canvas.positions, width).double()
-            logits[..., model.mask_id] = float("-inf")
+            logits[..., model.mask_id] = -1e30  # finite: the mixture below must not compute 0 * inf
             calls += 1
             passes += active.long()
             noise_shape = logits.shape
@@ -60,7 +60,7 @@ def apd(model: DiffusionModel, prompts: list[list[int]], gen_length: int = 24, m
                                     position_ids=canvas.positions).logits.double()
             verifier_passes += active.long()
             ar = ar_raw[:, width - 1:-1]  # causal: position i - 1 predicts token i
-            ar[..., model.mask_id] = float("-inf")
+            ar[..., model.mask_id] = -1e30
             target_logits = mixture * torch.log_softmax(logits, -1) + (1 - mixture) * torch.log_softmax(ar, -1)
             target = _sample(target_logits, temperature, u)
             agree = (target == draft) & in_window

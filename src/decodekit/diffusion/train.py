@@ -1,19 +1,24 @@
 """Train the `dllm-testbed` masked diffusion LM (and APD's small autoregressive verifier) on the CPU.
 
-    python -m decodekit.diffusion.train [--out DIR] [--steps 2200] [--seed 0]
+    python -m decodekit.diffusion.train [--out DIR] [--steps 1400] [--ar-steps 500] [--seed 0]
 
 Recipe (fixed seed; everything below is the default):
 - Data: instances of every task in ``tasks.TASKS`` drawn uniformly, fresh each step (seeded
   ``random.Random``); prompt left-padded with ``<pad>`` to ``PROMPT_LENGTH`` (masked out of attention,
   position ids = cumulative sum of the attention mask - 1), answer followed by ``<eos>`` to ``GEN_LENGTH``.
 - Diffusion model (``testbed.DLLM_SHAPE``: Qwen2, 4 layers, hidden 192, 4 heads / 2 KV heads, tied
-  embeddings, bidirectional): per row a masking ratio t ~ U(0, 1); each answer position is replaced by
+  embeddings), in Dream's two stages: phase 1 (``--ar-steps`` 500) trains it as an autoregressive model
+  (causal attention, next-token cross-entropy on the answer tokens); phase 2 (the remaining steps, with a
+  fresh optimizer and warm-up) makes its attention bidirectional and trains the masked objective: per row a masking ratio t ~ U(0, 1); each answer position is replaced by
   ``<mask>`` with probability t (at least one); the loss is the mean cross-entropy over masked positions,
   read with Dream's shift (logits at i-1 predict token i). The prompt is never masked (SFT-style, as
   LLaDA's and Dream's instruction tuning). The ELBO's 1/t weight is left out: the testbed is trained for
   predictions, not likelihoods, and the unweighted loss has less variance.
 - Verifier (``testbed.AR_SHAPE``: Qwen2, 2 layers, hidden 128, causal): next-token cross-entropy on the
-  answer tokens of the same batches.
+  answer tokens of the same batches, during phase 1.
+- Why two phases: trained from scratch for 525 steps the masked objective had only learned answer lengths
+  (every answer was a repeated name), while the causal models learned the tasks; Dream starts from an
+  autoregressive Qwen2.5 for the same reason.
 - AdamW (lr 2e-3, betas 0.9/0.98, weight decay 0.01), 100 warm-up steps, cosine decay to 10%, batch 64,
   gradient clipping 1.0, float32, ``torch.set_num_threads(2)`` (``--threads``; the shipped weights were
   trained with ``--threads 1``: on a machine whose two cores other jobs also use, two threads ran 5x slower).
@@ -95,8 +100,12 @@ def save_plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="diffusion (masked CE)")
-    ax.plot([r["step"] for r in rows], [r["ar_loss"] for r in rows], label="AR verifier (next-token CE)")
+    first = [r for r in rows if r["phase"] == "ar"]
+    second = [r for r in rows if r["phase"] == "diffusion"]
+    ax.plot([r["step"] for r in first], [r["loss"] for r in first], label="dLLM network, phase 1 (next-token CE)")
+    ax.plot([r["step"] for r in second], [r["loss"] for r in second], label="dLLM, phase 2 (masked CE)")
+    verifier = [r for r in rows if r["ar_loss"] == r["ar_loss"]]
+    ax.plot([r["step"] for r in verifier], [r["ar_loss"] for r in verifier], label="AR verifier (next-token CE)")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
@@ -107,8 +116,16 @@ def save_plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def make_bidirectional(model) -> None:
+    """Turn a transformers decoder's attention bidirectional (the config and every attention module)."""
+    model.config.is_causal = False
+    for module in model.modules():
+        if hasattr(module, "is_causal"):
+            module.is_causal = False
+
+
 def train(out: Path, steps: int, seed: int, batch: int = 64, lr: float = 2e-3, log_every: int = 25,
-          threads: int = 2) -> dict:
+          threads: int = 2, ar_steps: int = 500) -> dict:
     import torch
 
     from decodekit.diffusion.testbed import AR_SHAPE, DLLM_SHAPE, new_model
@@ -117,20 +134,22 @@ def train(out: Path, steps: int, seed: int, batch: int = 64, lr: float = 2e-3, l
     torch.manual_seed(seed)
     rng = random.Random(seed)
     generator = torch.Generator().manual_seed(seed)
-    dllm, ar = new_model(True, DLLM_SHAPE), new_model(False, AR_SHAPE)
+    # Dream's recipe: the diffusion network starts as an autoregressive model of the same shape
+    dllm, ar = new_model(ar_steps == 0, DLLM_SHAPE), new_model(False, AR_SHAPE)
     params = list(dllm.parameters()) + list(ar.parameters())
     opt_d = torch.optim.AdamW(dllm.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     opt_a = torch.optim.AdamW(ar.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warmup = min(100, steps // 10)
+    verifier_steps = ar_steps or steps
 
-    def factor(step: int) -> float:
+    def factor(step: int, total: int) -> float:
+        warmup = min(100, total // 10)
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
+        progress = (step - warmup) / max(1, total - warmup)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
-    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor)
-    sched_a = torch.optim.lr_scheduler.LambdaLR(opt_a, factor)
+    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lambda i: factor(i, ar_steps or steps))
+    sched_a = torch.optim.lr_scheduler.LambdaLR(opt_a, lambda i: factor(i, verifier_steps))
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     started = time.time()
@@ -140,24 +159,34 @@ def train(out: Path, steps: int, seed: int, batch: int = 64, lr: float = 2e-3, l
         ids, attention, positions = make_batch(rng, batch)
         dllm.train()
         ar.train()
-        loss, accuracy = diffusion_loss(dllm, ids, attention, positions, generator)
+        if step == ar_steps + 1 and ar_steps:
+            make_bidirectional(dllm)
+            opt_d = torch.optim.AdamW(dllm.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+            sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lambda i: factor(i, steps - ar_steps))
+        if step <= ar_steps:  # phase 1: next-token prediction, causal attention
+            loss = ar_loss(dllm, ids, attention, positions)
+            accuracy = torch.tensor(float("nan"))
+        else:
+            loss, accuracy = diffusion_loss(dllm, ids, attention, positions, generator)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(dllm.parameters(), 1.0)
         opt_d.step()
         opt_d.zero_grad(set_to_none=True)
         sched_d.step()
-        a_loss = ar_loss(ar, ids, attention, positions)
-        a_loss.backward()
-        torch.nn.utils.clip_grad_norm_(ar.parameters(), 1.0)
-        opt_a.step()
-        opt_a.zero_grad(set_to_none=True)
-        sched_a.step()
+        if step <= verifier_steps:
+            a_loss = ar_loss(ar, ids, attention, positions)
+            a_loss.backward()
+            torch.nn.utils.clip_grad_norm_(ar.parameters(), 1.0)
+            opt_a.step()
+            opt_a.zero_grad(set_to_none=True)
+            sched_a.step()
         loss_sum += loss.item()
-        ar_sum += a_loss.item()
+        ar_sum += a_loss.item() if step <= verifier_steps else float("nan")
         acc_sum += accuracy.item()
         count += 1
         if step % log_every == 0 or step == steps:
-            rows.append(dict(step=step, loss=loss_sum / count, ar_loss=ar_sum / count,
+            rows.append(dict(step=step, phase="ar" if step <= ar_steps else "diffusion", loss=loss_sum / count,
+                             ar_loss=ar_sum / count,
                              masked_accuracy=acc_sum / count, seconds=round(time.time() - started, 1)))
             print(json.dumps(rows[-1]), flush=True)
             loss_sum = ar_sum = acc_sum = 0.0
@@ -183,9 +212,10 @@ def _save(dllm, ar, rows, out: Path) -> None:
     dllm.save_pretrained(out / "dllm")
     ar.save_pretrained(out / "ar")
     with (out / "loss.csv").open("w") as handle:
-        handle.write("step,loss,ar_loss,masked_accuracy,seconds\n")
+        handle.write("step,phase,loss,ar_loss,masked_accuracy,seconds\n")
         for r in rows:
-            handle.write(f"{r['step']},{r['loss']:.5f},{r['ar_loss']:.5f},{r['masked_accuracy']:.4f},{r['seconds']}\n")
+            handle.write(f"{r['step']},{r['phase']},{r['loss']:.5f},{r['ar_loss']:.5f},{r['masked_accuracy']:.4f},"
+                         f"{r['seconds']}\n")
     save_plot(rows, out / "loss.png")
 
 
@@ -194,12 +224,14 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m decodekit.diffusion.train", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=testbed_dir())
-    parser.add_argument("--steps", type=int, default=2200)
+    parser.add_argument("--steps", type=int, default=1400)
+    parser.add_argument("--ar-steps", type=int, default=500, help="phase 1: steps as an autoregressive model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
     args = parser.parse_args(argv)
-    print(json.dumps(train(args.out, args.steps, args.seed, args.batch, threads=args.threads), indent=1))
+    print(json.dumps(train(args.out, args.steps, args.seed, args.batch, threads=args.threads,
+                           ar_steps=args.ar_steps), indent=1))
 
 
 if __name__ == "__main__":
