@@ -37,7 +37,7 @@ def bench_command(model: str, seed: int | None, n: int | None, out: Path | None,
         raise UserError("--suite parallel runs each method with its defaults and its sweeps; --option is not used")
     chosen = None if methods in ("all", "") else [m.strip() for m in methods.split(",") if m.strip()]
     summary = run_parallel_bench(model if model != "smollm2-135m" else "dllm-testbed", seed if seed is not None else 0,
-                                 n or 20, out, chosen, batch, True, threads or 1,
+                                 n or 20, out, chosen, batch, chosen is None, threads or 1,
                                  progress=lambda line: print(f"decodekit: {line}", file=sys.stderr))
     for t in summary["targets"]:
         print(f"{'MET   ' if t['met'] else 'MISSED'} {t['target']}: {t['detail']}")
