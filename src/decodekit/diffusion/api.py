@@ -57,6 +57,10 @@ def answer_tokens(tokens: list[int], eos_ids: tuple[int, ...]) -> list[int]:
 def generate(prompt: str, model: DiffusionModel | str = "dllm-testbed", method: str = "fast-dllm",
              options: dict | None = None, seed: int = 0, threads: int | None = None) -> DiffusionResult:
     decoder = build(method, options)  # options are checked before the model loads
+    if isinstance(model, str) and model.lower() == "dllm-testbed":
+        from decodekit.diffusion.tasks import Vocab
+
+        Vocab().encode(prompt)  # so is the prompt: an unknown word fails here, not after loading
     if isinstance(model, str):
         model = load_diffusion_model(model, threads)
     ids = encode_prompt(model, prompt)

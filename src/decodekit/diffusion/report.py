@@ -127,7 +127,7 @@ def write_outputs(summary: dict, rows: list[dict], out: Path, model) -> None:
     plot_pareto(summary, out / "pareto.png")
     plot_parallelism(summary, out / "parallelism.png")
     sections = canvas_views(rows, model)
-    (out / "canvas.md").write_text("# Canvas view: the forward pass that committed each position\n\n"
+    (out / "canvas.md").write_text("# Canvas view: the forward pass that committed each position (· is end-of-text)\n\n"
                                    + "\n".join(markdown_view(*s) for s in sections), encoding="utf-8")
     (out / "canvas.html").write_text(html_view(sections), encoding="utf-8")
     meta = summary["meta"]
