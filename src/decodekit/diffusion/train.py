@@ -19,7 +19,8 @@ Recipe (fixed seed; everything below is the default):
 - Why two phases: trained from scratch for 525 steps the masked objective had only learned answer lengths
   (every answer was a repeated name), while the causal models learned the tasks; Dream starts from an
   autoregressive Qwen2.5 for the same reason.
-- AdamW (lr 2e-3, betas 0.9/0.98, weight decay 0.01), 100 warm-up steps, cosine decay to 10%, batch 64,
+- AdamW (lr 2e-3, betas 0.9/0.98, weight decay 0.01), per phase a warm-up of min(100, a tenth of the
+  phase) steps and a cosine decay to 10%, batch 64,
   gradient clipping 1.0, float32, ``torch.set_num_threads(2)`` (``--threads``; the shipped weights were
   trained with ``--threads 1``: on a machine whose two cores other jobs also use, two threads ran 5x slower).
   The result does not depend on the thread count beyond float rounding.
