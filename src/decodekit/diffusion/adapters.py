@@ -60,9 +60,9 @@ class DiffusionModel:
         already rotated), ``attention`` covers the cached positions first and then ``ids``. Returns
         (logits, the cache transformers filled, or None)."""
         if self.mask_format == "2d":
-            kwargs = dict(input_ids=ids, attention_mask=attention, position_ids=positions)
-            if past is not None or self.supports_cache:
-                kwargs.update(past_key_values=past, use_cache=past is not None or self.supports_cache)
+            kwargs = dict(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=past is not None)
+            if past is not None:
+                kwargs["past_key_values"] = past
             out = self.model(**kwargs)
             return out.logits, getattr(out, "past_key_values", None)
         if past is not None:
