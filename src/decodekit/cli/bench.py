@@ -19,7 +19,7 @@ from decodekit.models.catalog import DEFAULT_MODEL
 
 def bench(
     suite: Annotated[str, typer.Option(
-        help="quick, humaneval, specbench, or a Spec-Bench-format JSONL file")] = "quick",
+        help="quick, humaneval, specbench, parallel (diffusion LMs), or a Spec-Bench-format JSONL file")] = "quick",
     methods: Annotated[str, typer.Option(
         help="comma-separated decodekit methods and baselines (hf, hf-pld, hf-assisted, llamacpp, llamacpp-pld); "
              "all = every decodekit method, hf, hf-pld, and the others where they can run. ar always runs")] = "all",
@@ -42,12 +42,17 @@ def bench(
     view: Annotated[Optional[str], typer.Option(
         help="question ids to show in viewer.html (comma-separated, or all; default: the first of each "
              "category)")] = None,
+    n: Annotated[Optional[int], typer.Option(help="--suite parallel: instances per task (default 20)")] = None,
     compare: Annotated[Optional[tuple[Path, Path]], typer.Option(
         help="compare two earlier runs' directories instead of running", metavar="DIR1 DIR2")] = None,
 ) -> None:
     """Benchmark decoding methods on a suite in one process, or compare two runs (--compare DIR1 DIR2)."""
     if compare is not None:
         _compare(*compare)
+    elif suite == "parallel":  # the masked diffusion suite (decodekit.diffusion)
+        from decodekit.diffusion.command import bench_command
+
+        bench_command(model, seed, n, out, methods, parse_options(option or []), 32, threads)
     else:
         _bench(suite, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
                draft_model, option or [], num_draft, dtype, threads, view)

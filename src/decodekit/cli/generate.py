@@ -63,6 +63,12 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
         prompt = sys.stdin.read()
     if not prompt.strip():
         raise UserError("the prompt is empty")
+    from decodekit.diffusion.catalog import is_diffusion_model
+
+    if is_diffusion_model(model):  # masked diffusion LMs have their own loop and methods
+        from decodekit.diffusion.command import generate_command
+
+        return generate_command(prompt, model, method, parse_options(option or []), seed, threads, as_json)
     sampling = SamplingConfig(temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff,
                               repetition_penalty, seed)
     options = parse_options(option or [])

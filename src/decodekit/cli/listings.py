@@ -26,6 +26,11 @@ def models(ctx: typer.Context) -> None:
         name = entry.name + (" (default)" if entry.name == DEFAULT_MODEL else "")
         table.add_row(name, "no" if size is None else "yes", "-" if size is None else f"{size / 2**20:.0f} MiB",
                       entry.description, entry.install_command())
+    from decodekit.diffusion.catalog import DIFFUSION_CATALOG
+
+    for entry in DIFFUSION_CATALOG.values():
+        table.add_row(entry.name, "yes" if entry.installed() else "no", f"{entry.size_bytes() / 2**20:.0f} MiB",
+                      entry.description, "ships with decodekit (diffusion)")
     console = Console()
     console.print(table)
     device = resolve_device("auto")
