@@ -22,7 +22,6 @@ from decodekit.diffusion.adapters import DiffusionModel
 from decodekit.diffusion.cache import full_logits
 from decodekit.diffusion.canvas import Canvas
 from decodekit.diffusion.loop import Decoded
-from decodekit.diffusion.noise import gumbel_tokens
 from decodekit.errors import UserError
 
 
