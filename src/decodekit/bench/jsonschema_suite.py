@@ -91,9 +91,11 @@ def run_suite(model, rows: list[Row], methods: list[str], max_new_tokens: int = 
     """The tallies (per method: constrained, then unconstrained) and the unsupported schemas (id, reason)."""
     import jsonschema
 
-    from decodekit.api import generate
     from decodekit.constrain import Grammar
+    from decodekit.core import DecodeRequest
+    from decodekit.methods import build_decoder
     from decodekit.session import Session
+    from decodekit.speculative.decoding import Decoding
 
     session = session or Session()
     grammars, unsupported = {}, []
@@ -107,12 +109,14 @@ def run_suite(model, rows: list[Row], methods: list[str], max_new_tokens: int = 
     for constrained in (True, False):
         for method in methods:
             tally = Tally(method, constrained)
+            decoder = build_decoder(method, model, session, {}, scope=method)  # each method learns apart
             for row in supported:
                 grammar = grammars[row.id]
                 prompt = PROMPT_TEMPLATE.format(schema=json.dumps(row.schema, separators=(",", ":")))
                 masks_before = grammar.stats.seconds
-                result = generate(prompt, model, method=method, max_new_tokens=max_new_tokens, session=session,
-                                  constraint=grammar if constrained else None)
+                request = DecodeRequest(model.encode(prompt), max_new_tokens,
+                                        processors=[grammar] if constrained else [])
+                result = Decoding(model, request, decoder, method).run()
                 parsed, value = parse_output(result.text)
                 valid = parsed and jsonschema.validators.validator_for(row.schema)(row.schema).is_valid(value)
                 tally.outputs += 1
