@@ -153,7 +153,11 @@ def test_the_draft_cache_holds_the_kept_layers_and_follows_the_context(target):
 
 
 def test_bad_options_are_user_errors(target):
-    method = get_method("layerskip", {"skip_layers": "0-2"})
+    get_method("layerskip", {"skip_layers": "0-2"})  # the form is right; the range needs the model
+    with pytest.raises(UserError, match="like 4-9,12"):  # a malformed value fails before any model loads
+        get_method("layerskip", {"skip_layers": "four"})
+    with pytest.raises(UserError, match="threshold"):
+        get_method("layerskip", {"threshold": "high"})
     with pytest.raises(UserError, match="first and last"):
         drafter_of("layerskip", target, {"skip_layers": "0-2"})
     with pytest.raises(UserError, match="threshold"):

@@ -42,6 +42,16 @@ def num_layers(model: LoadedModel) -> int:
 
 def parse_layers(value: object, layers: int) -> frozenset[int]:
     """Layer indices from "4-9,12" (ranges inclusive) or from an iterable of ints; 0 and the last are kept."""
+    indices = layer_indices(value)
+    outside = sorted(i for i in indices if not 1 <= i <= layers - 2)
+    if outside:
+        raise UserError(f"skip_layers may name layers 1 to {layers - 2} of this {layers}-layer model "
+                        f"(the first and last are always kept), got {outside}")
+    return indices
+
+
+def layer_indices(value: object) -> frozenset[int]:
+    """The indices `skip_layers` names, whatever the model (checked before it loads)."""
     if isinstance(value, bool):
         raise UserError(f"skip_layers takes layer indices like 4-9,12, got {value!r}")
     if isinstance(value, int):
@@ -66,10 +76,6 @@ def parse_layers(value: object, layers: int) -> frozenset[int]:
         indices.update(items)
     if not indices:
         raise UserError("skip_layers names no layer")
-    outside = sorted(i for i in indices if not 1 <= i <= layers - 2)
-    if outside:
-        raise UserError(f"skip_layers may name layers 1 to {layers - 2} of this {layers}-layer model "
-                        f"(the first and last are always kept), got {outside}")
     return frozenset(indices)
 
 

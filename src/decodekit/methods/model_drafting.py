@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from decodekit.drafting.draft_model import DraftModelDrafter, StopRule
-from decodekit.drafting.layer_skip import LayerSkipDrafter, num_layers, parse_layers
+from decodekit.drafting.layer_skip import LayerSkipDrafter, layer_indices, num_layers, parse_layers
 from decodekit.errors import UserError
 from decodekit.methods.method import Build, Method, drafting
 from decodekit.models.catalog import check_reference
@@ -67,6 +67,8 @@ def check_draft(options: dict[str, Any]) -> None:
 
 def check_layerskip(options: dict[str, Any]) -> None:
     StopRule.parse(options.get("stop_rule"), options.get("threshold"), LAYERSKIP_THRESHOLD)
+    if options.get("skip_layers") is not None:
+        layer_indices(options["skip_layers"])  # the form; the range needs the model's layer count
 
 
 METHODS = (
