@@ -8,8 +8,10 @@ acceptable cause of a difference, and it is checked as a property of the precisi
 margins: at the first differing position, the logits that the method's own verification forward gave that
 position (B) and those of `ar`'s one-token forward (A) must (1) each pick their run's token (the verifier
 follows its forward), and (2) differ by no more than ROUNDING_ULPS units of bfloat16 resolution at the
-logits' scale (|A - B| <= ROUNDING_ULPS * 2^-8 * max |A|). A wrong mask, position or cache edit moves logits by
-their own order of magnitude and fails (2). In float32 every method is identical to `ar` (the float32 identity
+logits' scale, once each is centred (a constant added to every logit leaves the distribution as it is):
+|(A - mean A) - (B - mean B)| <= ROUNDING_ULPS * 2^-8 * max |A|. A wrong mask, position or cache edit moves
+logits by their own order of magnitude and fails (2). (Measured on an AMD EPYC, Zen 5: at most 3.8 units in
+bfloat16 and 6.7 in q4 over these prompts and methods; the bound leaves room for other kernels.) In float32 every method is identical to `ar` (the float32 identity
 tests of each method).
 """
 
@@ -23,7 +25,7 @@ from prompts import PROMPTS
 pytestmark = pytest.mark.integration
 
 BFLOAT16_EPSILON = 2.0**-8  # bfloat16 keeps 8 significant bits
-ROUNDING_ULPS = 8  # a few roundings of each of the layers' outputs, far below any logic error
+ROUNDING_ULPS = 16  # a few roundings of each layer's outputs, carried through 30 layers; far below a logic error
 METHODS = ["pld", "sam", "recycle", "lookahead", "hybrid", "auto"]
 PROMPT_COUNT = 6
 TOKENS = 32
@@ -91,7 +93,8 @@ def test_differences_are_rounding_only(model, method, monkeypatch):
         assert int(a.argmax()) == reference.token_ids[position], (method, prompt, "ar does not follow its forward")
         assert int(b.argmax()) == result.token_ids[position], (method, prompt, "verification does not follow its forward")
         bound = ROUNDING_ULPS * BFLOAT16_EPSILON * float(a.abs().max())
-        assert float((a - b).abs().max()) <= bound, (method, prompt, position, float((a - b).abs().max()), bound)
+        apart = float(((a - a.mean()) - (b - b.mean())).abs().max())
+        assert apart <= bound, (method, prompt, position, apart, bound)
 
 
 def test_a_wrong_forward_fails_the_rounding_bound(smollm2_bf16):
@@ -101,4 +104,5 @@ def test_a_wrong_forward_fails_the_rounding_bound(smollm2_bf16):
     cache = backend.new_cache()
     logits = backend.forward(torch.tensor(ids), torch.arange(len(ids)), cache)
     right, shifted = logits[-1], logits[-2]
-    assert float((right - shifted).abs().max()) > ROUNDING_ULPS * BFLOAT16_EPSILON * float(right.abs().max())
+    apart = float(((right - right.mean()) - (shifted - shifted.mean())).abs().max())
+    assert apart > ROUNDING_ULPS * BFLOAT16_EPSILON * float(right.abs().max())
