@@ -33,6 +33,7 @@ def generate(
     stream: bool = False,
     dtype: str = "auto",
     session: Session | None = None,
+    backend: str = "auto",
     **options: Any,
 ):
     """Generate from `prompt` (text, or token ids sent as they are).
@@ -40,13 +41,14 @@ def generate(
     Returns a GenerationResult, or with `stream=True` a Decoding: iterate it for text deltas, then read
     its `.result`. `chat` applies the model's chat template (default: when it has one). `processors` join the
     request's logits-processor chain (sampling/processors.py). Method options (e.g. `draft_model`, `corpus`)
-    go to the method; every option and parameter is checked before a model loads.
+    go to the method; every option and parameter is checked before a model loads. `backend`: auto, lean,
+    transformers or llamacpp (models/loading.py).
     """
     get_method(method, options)
     sampling = sampling or SamplingConfig()
     check_request(max_new_tokens, sampling, stop, num_draft)
     session = session or Session()
-    loaded = session.model(model, dtype=dtype)
+    loaded = session.model(model, dtype=dtype, backend=backend)
     ids = list(prompt) if isinstance(prompt, list) else loaded.encode(prompt, chat)
     request = DecodeRequest(ids, max_new_tokens, sampling, stop, num_draft, processors)
     decoding = Decoding(loaded, request, build_decoder(method, loaded, session, options), method)
