@@ -35,7 +35,8 @@ GGML_LLAMAFILE build flag), the repacked weights of `use_extra_bufts` (Q4_0, Q4_
 default, `extra_buffers=True` turns them on), and flash attention over one query row and 512 cells or more,
 which splits the cells between threads. A one-row forward that may attend over `SPLIT_CELLS` cells or more with
 more than one thread therefore carries an invisible second row (a token of the `PADDING` sequence, removed afterwards), so
-that every forward takes the same attention path.
+that every forward takes the same attention path. (The README lists the files and row counts measured exact,
+and one that is not yet.)
 
 Not supported: `skip_layers` (the layerskip method), positions that do not continue the cache, trees whose rows
 do not follow their ancestors. Only the CPU build is used (`n_gpu_layers=0`).
