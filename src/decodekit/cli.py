@@ -43,6 +43,7 @@ def generate(
     option: Annotated[Optional[list[str]], typer.Option(help="a method option KEY=VALUE (repeatable)")] = None,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, or q4 (4-bit GGUF weights)")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads")] = None,
+    backend: Annotated[str, typer.Option(help="auto, lean, transformers, or llamacpp (GGUF on llama.cpp)")] = "auto",
     raw: Annotated[bool, typer.Option("--raw", help="send the prompt as is, without the chat template")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of streaming")] = False,
     trace: Annotated[bool, typer.Option("--trace", help="with --json: add the per-step trace")] = False,
@@ -58,7 +59,7 @@ def generate(
 
 def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, min_p, typical_p,
               epsilon_cutoff, eta_cutoff, repetition_penalty, seed, stop, num_draft, draft_model, corpus,
-              skip_layers, option, dtype, threads, raw, as_json, trace) -> None:
+              skip_layers, option, dtype, threads, backend, raw, as_json, trace) -> None:
     from decodekit.api import generate as run_generate
     from decodekit.core.request import check_request
     from decodekit.methods import get_method
@@ -76,7 +77,7 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
                     (("draft_model", draft_model), ("corpus", corpus), ("skip_layers", skip_layers)) if v})
     get_method(method, options)
     check_request(max_new_tokens, sampling, tuple(stop or ()), num_draft)  # fail before loading
-    loaded = load_model(model, dtype=dtype, threads=threads)
+    loaded = load_model(model, dtype=dtype, threads=threads, backend=backend)
     kwargs = dict(method=method, max_new_tokens=max_new_tokens, sampling=sampling, stop=tuple(stop or ()),
                   chat=False if raw else None, num_draft=num_draft, **options)
     if as_json:
