@@ -44,7 +44,7 @@ qwen: setup
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
 
-# The llamacpp and llamacpp-pld baselines of `decodekit bench` (optional). Portable CPU flags: a default
+# The llamacpp and llamacpp-pld baselines of `decodekit bench` and `--backend llamacpp` (optional). Portable CPU flags: a default
 # build (native flags) crashed with a segmentation fault at the first token on this project's machines.
 # The build takes about 10 minutes on two cores.
 LLAMACPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON \

@@ -35,6 +35,7 @@ def generate(
     stream: bool = False,
     dtype: str = "auto",
     session: Session | None = None,
+    backend: str = "auto",
     **options: Any,
 ):
     """Generate from `prompt` (text, or token ids sent as they are).
@@ -44,7 +45,8 @@ def generate(
     request's logits-processor chain (sampling/processors.py); `constraint` (a constrain.Grammar: JSON schema,
     any JSON, regex, Lark) joins it last, and the result's `complete` says whether the grammar accepted the
     output. Method options (e.g. `draft_model`, `corpus`)
-    go to the method; every option and parameter is checked before a model loads.
+    go to the method; every option and parameter is checked before a model loads. `backend`: auto, lean,
+    transformers or llamacpp (models/loading.py).
     """
     get_method(method, options)
     if constraint is not None:
@@ -52,7 +54,7 @@ def generate(
     sampling = sampling or SamplingConfig()
     check_request(max_new_tokens, sampling, stop, num_draft)
     session = session or Session()
-    loaded = session.model(model, dtype=dtype)
+    loaded = session.model(model, dtype=dtype, backend=backend)
     ids = list(prompt) if isinstance(prompt, list) else loaded.encode(prompt, chat)
     request = DecodeRequest(ids, max_new_tokens, sampling, stop, num_draft, processors)
     decoding = Decoding(loaded, request, build_decoder(method, loaded, session, options), method)

@@ -1,6 +1,6 @@
 """A session: what lives across requests, owned in one place instead of in module-level caches.
 
-It holds the loaded models (targets and draft models, by name, dtype and device), what drafters keep across
+It holds the loaded models (targets and draft models, by name, dtype, device and backend), what drafters keep across
 requests (`kept`: cost curves, corpus automata, matrix files; `learned`: learned drafter state per learning
 scope) and hands each method's factory a `StateStore` view under one scope. Two sessions in one process
 share nothing. `snapshot(scope)` and `restore(saved)` put a scope's learned state back as it was (a benchmark
@@ -26,13 +26,13 @@ class Session:
         self._learned: dict[tuple, tuple[Callable[[], Any], Any]] = {}  # (scope, *key) -> (make, state)
 
     def model(self, name: str | LoadedModel, dtype: str = "auto", device: str = "auto",
-              threads: int | None = None) -> LoadedModel:
-        """A model as given, or loaded once per session by name, dtype and device."""
+              threads: int | None = None, backend: str = "auto") -> LoadedModel:
+        """A model as given, or loaded once per session by name, dtype, device and backend."""
         if isinstance(name, LoadedModel):
             return name
-        key = (name, dtype, device)
+        key = (name, dtype, device, backend)
         if key not in self._models:
-            self._models[key] = load_model(name, dtype=dtype, device=device, threads=threads)
+            self._models[key] = load_model(name, dtype=dtype, device=device, threads=threads, backend=backend)
         return self._models[key]
 
     def kept(self, key: tuple, make: Callable[[], State]) -> State:

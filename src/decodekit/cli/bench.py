@@ -39,6 +39,7 @@ def bench(
     num_draft: Annotated[int, typer.Option(help="most draft tokens per step (decodekit methods)")] = NUM_DRAFT,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, or q4 (4-bit GGUF weights)")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (torch and llama.cpp)")] = None,
+    backend: Annotated[str, typer.Option(help="auto, lean, transformers, or llamacpp (GGUF on llama.cpp)")] = "auto",
     view: Annotated[Optional[str], typer.Option(
         help="question ids to show in viewer.html (comma-separated, or all; default: the first of each "
              "category)")] = None,
@@ -55,7 +56,7 @@ def bench(
         bench_command(model, seed, n, out, methods, parse_options(option or []), 32, threads)
     else:
         _bench(suite, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
-               draft_model, option or [], num_draft, dtype, threads, view)
+               draft_model, option or [], num_draft, dtype, threads, view, backend)
 
 
 def _compare(first: Path, second: Path) -> None:
@@ -65,7 +66,7 @@ def _compare(first: Path, second: Path) -> None:
 
 
 def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
-           draft_model, option, num_draft, dtype, threads, view) -> None:
+           draft_model, option, num_draft, dtype, threads, view, backend="auto") -> None:
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -78,6 +79,7 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
     from decodekit.bench.report.viewer import write_viewer
     from decodekit.bench.report.write import write_report
     from decodekit.bench.run import build_contenders, count_generations, run_suite
+    from decodekit.bench.machine import cpu_description
     from decodekit.bench.suites import load_suite
     from decodekit.sampling import SamplingConfig
     from decodekit.session import Session
@@ -102,7 +104,7 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
         errors.print(f"decodekit: {name} does not run: {why}", markup=False, highlight=False)
 
     session = Session()
-    loaded = session.model(model, dtype=dtype, threads=threads)
+    loaded = session.model(model, dtype=dtype, threads=threads, backend=backend)
     n_ctx = context_needed(loaded, chosen, settings)
     contenders, unset = build_contenders(session, loaded, model, plans, settings, n_ctx)
     for name, why in unset.items():
@@ -133,7 +135,8 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
         progress.update(task, completed=total, description="done")
 
     meta = {
-        "model": loaded.name, "dtype": loaded.precision, "device": str(loaded.device),
+        "model": loaded.name, "dtype": loaded.precision, "device": str(loaded.device), "backend": loaded.backend.name,
+        **cpu_description(),
         "threads": torch.get_num_threads(), "suite": chosen.name, "max_new_tokens": max_new_tokens,
         "prompts": len(chosen.prompts), "categories": chosen.categories, "turns": turns, "repeat": repeat,
         "temperature": temperature, "seed": seed, "num_draft": num_draft, "draft_model": draft_model,

@@ -36,6 +36,7 @@ def generate(
     option: Annotated[Optional[list[str]], typer.Option(help="a method option KEY=VALUE (repeatable)")] = None,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, or q4 (4-bit GGUF weights)")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads")] = None,
+    backend: Annotated[str, typer.Option(help="auto, lean, transformers, or llamacpp (GGUF on llama.cpp)")] = "auto",
     raw: Annotated[bool, typer.Option("--raw", help="send the prompt as is, without the chat template")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of streaming")] = False,
     trace: Annotated[bool, typer.Option("--trace", help="with --json: add the per-step trace")] = False,
@@ -50,7 +51,7 @@ def generate(
 
 def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, min_p, typical_p,
               epsilon_cutoff, eta_cutoff, repetition_penalty, seed, stop, num_draft, draft_model, corpus,
-              skip_layers, option, dtype, threads, raw, as_json, trace, json_schema=None, json_value=False,
+              skip_layers, option, dtype, threads, backend, raw, as_json, trace, json_schema=None, json_value=False,
               regex=None, grammar=None) -> None:
     from decodekit.api import generate as run_generate
     from decodekit.constrain import grammar_from_options
@@ -77,7 +78,7 @@ def _generate(prompt, model, method, max_new_tokens, temperature, top_k, top_p, 
     get_method(method, options)
     check_request(max_new_tokens, sampling, tuple(stop or ()), num_draft)  # fail before loading
     constraint = grammar_from_options(json_schema, json_value, regex, grammar)
-    loaded = load_model(model, dtype=dtype, threads=threads)
+    loaded = load_model(model, dtype=dtype, threads=threads, backend=backend)
     kwargs = dict(method=method, max_new_tokens=max_new_tokens, sampling=sampling, stop=tuple(stop or ()),
                   chat=False if raw else None, num_draft=num_draft, constraint=constraint, **options)
     if as_json:

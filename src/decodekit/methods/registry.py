@@ -42,6 +42,8 @@ def build_decoder(name: str, model: LoadedModel, session: Session, options: dict
     method = get_method(name, options)
 
     def load(other: str) -> LoadedModel:
+        if model.backend.name == "llamacpp":  # a draft model on the target's backend
+            return session.model(other, backend="llamacpp")
         return session.model(other, dtype=model.precision, device=str(model.device))
 
     build = Build(model, session.store(scope), load,

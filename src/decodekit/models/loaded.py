@@ -15,11 +15,11 @@ class LoadedModel:
     name: str
     model: torch.nn.Module
     tokenizer: object
-    backend: Backend  # TransformersBackend or a lean backend (models/protocols.py)
+    backend: Backend  # TransformersBackend, a lean backend or LlamaCppBackend (models/protocols.py)
     dtype: torch.dtype
     device: torch.device
     load_seconds: float = 0.0
-    precision: str = ""  # the --dtype it was loaded with: the dtype's name, or q4 (gguf_int4.py)
+    precision: str = ""  # the --dtype it was loaded with: the dtype's name, q4 (gguf_int4.py), or gguf (llama.cpp)
     eos_token_ids: frozenset[int] = field(init=False)
     # what is costly to derive from the model and the same for every request (a grammar engine's view of
     # the tokenizer), built by its user on first need and kept for the model's lifetime
@@ -37,7 +37,9 @@ class LoadedModel:
     def context_length(self) -> int:
         config = self.model.config
         config = getattr(config, "text_config", config)
-        return int(getattr(config, "max_position_embeddings", 2048))
+        length = int(getattr(config, "max_position_embeddings", 2048))
+        limit = getattr(self.backend, "context_limit", None)  # a backend whose caches hold fewer positions
+        return min(length, limit) if limit else length
 
     @property
     def vocab_size(self) -> int:

@@ -3,6 +3,10 @@
 A GGUF source is converted once to float32 safetensors (conversion_cache.py) for float32 / bfloat16; with
 `--dtype q4` (alias `gguf`) it is read straight from its blocks instead (gguf_q4_model.py), on the CPU,
 with the lean backend.
+
+With `backend="llamacpp"` the forward is llama.cpp's over the GGUF file itself (backend_llamacpp.py); transformers
+then gives only the tokenizer and the config, read from the GGUF file once into the conversion cache (without
+its weights), and the `LoadedModel.model` is built on the meta device: it holds no weights.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from decodekit.errors import UserError
 from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models.backend_lean import LeanLlamaBackend, unsupported_reason
+from decodekit.models.backend_llamacpp import LlamaCppBackend
 from decodekit.models.catalog import CATALOG, DEFAULT_MODEL, gguf_path, lookup
 from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
 from decodekit.models.gguf_q4_model import load_q4
@@ -91,6 +96,25 @@ def _convert_gguf(gguf_file: Path) -> Callable[[Path], None]:
     return build
 
 
+def _describe_gguf(gguf_file: Path) -> Callable[[Path], None]:
+    """A builder that writes `gguf_file`'s config, generation config and tokenizer, not its weights."""
+
+    def build(directory: Path) -> None:
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+        _notice(f"reading the tokenizer and config of {gguf_file.name} once; later loads use the cache")
+        folder, name = str(gguf_file.parent), gguf_file.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(directory)
+        GenerationConfig.from_model_config(config).save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+
+    return build
+
+
 def _gguf_file(name_or_path: str) -> Path | None:
     """The GGUF file a catalog name or a .gguf path stands for; None for directories and hub ids."""
     entry = lookup(name_or_path)
@@ -123,7 +147,8 @@ def _source_directory(name_or_path: str, gguf_file: Path | None) -> tuple[str, s
     )
 
 
-BACKENDS = ("auto", "lean", "transformers")
+BACKENDS = ("auto", "lean", "transformers", "llamacpp")
+LLAMACPP = "llamacpp"
 
 
 def _check_backend(backend: str) -> None:
@@ -135,9 +160,12 @@ def make_backend(model, backend: str = "auto"):
     """The forward backend for a loaded transformers model.
 
     `auto`: the lean backend for Llama-architecture models, transformers otherwise; `lean` raises a
-    UserError for a model it cannot run; `transformers` always works.
+    UserError for a model it cannot run; `transformers` always works. (`llamacpp` runs a GGUF file, not a
+    transformers model: `load_model(..., backend="llamacpp")`.)
     """
     _check_backend(backend)
+    if backend == LLAMACPP:
+        raise UserError("the llama.cpp backend runs a GGUF file: load_model(name, backend='llamacpp')")
     if backend == "transformers" or (backend == "auto" and unsupported_reason(model) is not None):
         return TransformersBackend(model)
     return LeanLlamaBackend(model)
@@ -178,6 +206,8 @@ def load_model(
             raise UserError(f"threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     start = time.perf_counter()
+    if backend == LLAMACPP:
+        return _load_llamacpp(name_or_path, dtype, device, start)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     gguf_file = _gguf_file(name_or_path)
@@ -207,4 +237,41 @@ def load_model(
         dtype=torch_dtype,
         device=torch_device,
         load_seconds=time.perf_counter() - start,
+    )
+
+
+def _load_llamacpp(name_or_path: str, dtype: str, device: str, start: float) -> LoadedModel:
+    """A GGUF file on the llama.cpp backend, with transformers' tokenizer and config and no transformers weights."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        GenerationConfig,
+    )
+
+    if dtype != "auto":
+        raise UserError(f"--backend llamacpp computes with the GGUF file's own weights: leave --dtype at auto, "
+                        f"not {dtype!r}")
+    if device not in ("auto", "cpu"):
+        raise UserError(f"--backend llamacpp runs on the CPU, not {device!r}")
+    gguf_file = _gguf_file(name_or_path)
+    if gguf_file is None:
+        raise UserError("--backend llamacpp runs GGUF files: give a catalog model or a .gguf file")
+    backend = LlamaCppBackend(gguf_file)
+    source = str(cached_entry(entry_key(gguf_file) + "-tokenizer", _describe_gguf(gguf_file), _notice))
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    config = AutoConfig.from_pretrained(source)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    model.generation_config = GenerationConfig.from_pretrained(source)
+    entry = lookup(name_or_path)
+    return LoadedModel(
+        name=entry.name if entry is not None else gguf_file.name,
+        model=model.eval(),
+        tokenizer=tokenizer,
+        backend=backend,
+        dtype=torch.float32,
+        device=torch.device("cpu"),
+        load_seconds=time.perf_counter() - start,
+        precision="gguf",
     )

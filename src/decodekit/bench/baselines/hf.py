@@ -20,6 +20,9 @@ class HFGenerate:
     def __init__(self, target: LoadedModel, name: str, assistant: LoadedModel | None = None) -> None:
         if name == "hf-assisted" and assistant is None:
             raise UserError("hf-assisted needs --draft-model (a model with the target's tokenizer)")
+        if target.backend.name == "llamacpp":
+            raise UserError(f"{name} runs transformers weights, which --backend llamacpp does not load: "
+                            "bench it on the default backend")
         if assistant is not None and assistant.model is target.model:
             raise ValueError("the assistant must be its own model instance, or its forwards count as the target's")
         self.target = target

@@ -1,0 +1,19 @@
+"""What machine a run was measured on, for its summary: the CPU's model name and its flags that matter here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_description() -> dict:
+    """The CPU model name and which of FLAGS it has, read from /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {"cpu": fields.get("model name", ""), "cpu_flags": [f for f in FLAGS if f in flags]}
