@@ -1,8 +1,7 @@
 """JSON-schema-constrained generation on JSONSchemaBench rows: does each method's output parse and satisfy
 its schema, with and without the grammar, and how fast is it.
 
-Input: JSONL rows {"id", "category", "schema"} (JSONSchemaBench's format, e.g. /work/shared/benchdata's
-jsonschema-dev.jsonl); `per_category` keeps the first N rows of each category, in file order.
+Input: JSONL rows {"id", "category", "schema"} (JSONSchemaBench's format, e.g. tests/data/jsonschema-dev.jsonl); `per_category` keeps the first N rows of each category, in file order.
 
 Prompt (the benchmark gives none): PROMPT_TEMPLATE with the schema's compact JSON text, as a chat user turn
 when the model has a chat template.
