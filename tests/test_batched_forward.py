@@ -3,7 +3,8 @@
 Four prompts of different lengths are prefilled one by one into slots of one cache store, then one batched
 forward carries a different continuation for each (a chain, a draft tree with its mask, a single token, a
 longer chain): each sequence's logits equal those of the same forward run alone on a copy of its cache, within
-1e-5 in float32 (the batched products round differently from the solo ones, no more). The caches then hold
+1e-5 in float32 on a tiny model (the batched products round differently from the solo ones, no more), and
+within 1e-5 of the logits' scale on the embedded SmolLM2 (30 layers). The caches then hold
 what a solo forward leaves, and the step functions run two requests interleaved and together with the same
 tokens as alone. Both backends: the lean one (slots of one store) and transformers (padded batch).
 """
@@ -128,4 +129,5 @@ def test_four_real_prompts_batched_on_the_embedded_model(smollm2_f32):
     batched = backend.forward_batch(items)
     for item, logits, solo_cache in zip(items, batched, solo_caches):
         alone = backend.forward(item.input_ids, item.positions, solo_cache)
-        assert (logits - alone).abs().max() <= TOLERANCE
+        # relative to the logits' scale (about 20 here): 30 layers of larger products round further apart
+        assert (logits - alone).abs().max() <= TOLERANCE * alone.abs().max()

@@ -3,7 +3,7 @@ code 2 before any model loads."""
 
 from typer.testing import CliRunner
 
-from decodekit.cli import app
+from decodekit.cli.app import app
 
 
 def run(*args):
