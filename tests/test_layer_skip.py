@@ -172,7 +172,7 @@ def test_bad_options_are_user_errors(target):
 @pytest.mark.integration
 def test_embedded_greedy_identity(smollm2_f32):
     tokens = steps = passes = 0
-    for prompt in PROMPTS:
+    for prompt in PROMPTS[::2]:  # every other prompt: each kind (prose, code, maths, copying, lists) stays in
         reference = generate(prompt, smollm2_f32, method="ar", max_new_tokens=32)
         result = generate(prompt, smollm2_f32, method="layerskip", max_new_tokens=32)
         assert result.token_ids == reference.token_ids, prompt

@@ -108,4 +108,5 @@ def test_options_are_validated_before_and_after_loading(tiny, tiny_cache):
 @pytest.mark.integration
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_embedded_greedy_identity(smollm2_f32, method):
-    assert greedy_mismatches(smollm2_f32, method, PROMPTS, max_new_tokens=48, num_draft=32) == []
+    # every other prompt (each kind stays in; pld and sam are checked on all of them): the ar references are shared
+    assert greedy_mismatches(smollm2_f32, method, PROMPTS[::2], max_new_tokens=48, num_draft=32) == []
