@@ -138,7 +138,9 @@ def test_a_full_queue_refuses_and_a_deadline_fails():
     assert scheduler.active == 0 and not any(scheduler.pool.store.taken)
 
 
-def test_the_worker_thread_serves_and_stops(model):
+def test_the_worker_thread_serves_and_stops():
+    # a model of its own: no other test's scheduler thread may touch its backend while this worker runs
+    model = tiny_model(vocab_size=64, seed=6, layers=2, backend="lean")
     scheduler = Scheduler(model, pld, max_batch=2, max_queue=8)
     events = queue.Queue()
     scheduler.start()
