@@ -16,7 +16,6 @@ cache edits are the real ones; only the forward is served from a table of the ti
 
 import pytest
 import torch
-from scipy.stats import chisquare
 
 from constrain_tiny import char_model
 from decodekit.constrain import Grammar, GrammarProcessor
@@ -26,6 +25,7 @@ from decodekit.drafting.draft_model import ChainDrafter, StopRule
 from decodekit.sampling import SamplingConfig, warp
 from decodekit.speculative.decoder import Decoder
 from decodekit.speculative.decoding import Decoding
+from chi_square import pooled_chi_square_p
 from table_backend import TableBackend
 
 pytestmark = pytest.mark.statistical
@@ -153,20 +153,7 @@ def run_many(shape, runs=RUNS, raw_q=False):
 
 
 def chi_square_p(counts, exact, runs=RUNS):
-    observed, expected = [], []
-    small_obs = small_exp = 0.0
-    for outcome, p in exact.items():
-        if p * runs < 5:  # pool rare outcomes so the chi-square approximation holds
-            small_obs += counts.get(outcome, 0)
-            small_exp += p * runs
-        else:
-            observed.append(counts.get(outcome, 0))
-            expected.append(p * runs)
-    if small_exp > 0:
-        observed.append(small_obs)
-        expected.append(small_exp)
-    scale = sum(observed) / sum(expected)  # float32 products of probabilities sum to 1 only within rounding
-    return chisquare(observed, [e * scale for e in expected]).pvalue
+    return pooled_chi_square_p(counts, exact, runs)
 
 
 def impossible(counts, exact):

@@ -15,7 +15,6 @@ import itertools
 
 import pytest
 import torch
-from scipy.stats import chisquare
 
 import decodekit.speculative.step as step_module
 import decodekit.speculative.verify as verify_module
@@ -32,6 +31,7 @@ from decodekit.speculative.decoder import Decoder
 from decodekit.speculative.decoding import Decoding
 from decodekit.speculative.verify import Verdict
 from tiny import tiny_model
+from chi_square import pooled_chi_square_p
 from table_backend import TableBackend
 
 pytestmark = pytest.mark.statistical
@@ -165,21 +165,8 @@ def run_many(shape, runs=RUNS, processor=None):
 
 
 def chi_square_p(counts, exact, runs=RUNS):
-    observed, expected = [], []
-    small_obs = small_exp = 0.0
-    for outcome, p in exact.items():
-        if p * runs < 5:  # pool rare outcomes so the chi-square approximation holds
-            small_obs += counts.get(outcome, 0)
-            small_exp += p * runs
-        else:
-            observed.append(counts.get(outcome, 0))
-            expected.append(p * runs)
-    if small_exp > 0:
-        observed.append(small_obs)
-        expected.append(small_exp)
     assert sum(counts.values()) == runs
-    scale = runs / sum(expected)  # float32 products of probabilities sum to 1 only within rounding
-    return chisquare(observed, [e * scale for e in expected]).pvalue
+    return pooled_chi_square_p(counts, exact, runs)
 
 
 @pytest.fixture(autouse=True)
