@@ -131,3 +131,20 @@ def test_four_real_prompts_batched_on_the_embedded_model(smollm2_f32):
         alone = backend.forward(item.input_ids, item.positions, solo_cache)
         # relative to the logits' scale (about 20 here): 30 layers of larger products round further apart
         assert (logits - alone).abs().max() <= TOLERANCE * alone.abs().max()
+
+
+def test_the_store_never_holds_uninitialised_memory():
+    """A batched forward reads every slot up to the longest sequence; a NaN left in memory at a masked
+    position would still reach the output (0 * NaN), so every position no forward wrote is zero: after
+    allocation, after the capacity doubles, and after a slot is added."""
+    backend = LeanLlamaBackend(tiny_model(vocab_size=64, seed=5, layers=2).model)
+    first, second = backend.new_caches(2)
+    store = first.store
+    assert not store.keys.any() and not store.values.any()
+    backend.forward(torch.tensor(PROMPTS[2]), torch.arange(len(PROMPTS[2])), first)
+    store.reserve(min(store.limit, 2 * store.capacity))
+    third = store.acquire()
+    for keys in (store.keys, store.values):
+        assert keys[:, first.slot, :, : first.length].abs().sum() > 0
+        assert not keys[:, first.slot, :, first.length :].any()
+        assert not keys[:, [second.slot, third.slot]].any()

@@ -60,6 +60,10 @@ class KVSlots:
     doubles when a forward needs more (`reserve`), up to `limit` (the model's context), so a short generation
     never allocates the whole context; the number of slots grows when every slot is taken and one more is
     asked for (`acquire`).
+
+    Storage is zero-filled, never left uninitialised: a batched forward reads every slot up to the longest
+    sequence, and a NaN or infinity left in memory at a masked position still poisons the attention (its
+    weight is 0, but 0 times NaN is NaN), which turned whole outputs into token 0 now and then.
     """
 
     def __init__(
@@ -72,12 +76,12 @@ class KVSlots:
         self.limit = limit
         self.lengths = [0] * slots
         self.taken = [False] * slots
-        self._allocate(torch.empty(layers, slots, kv_heads, min(capacity, limit), head_dim, dtype=dtype,
+        self._allocate(torch.zeros(layers, slots, kv_heads, min(capacity, limit), head_dim, dtype=dtype,
                                    device=device))
 
     def _allocate(self, keys: torch.Tensor, values: torch.Tensor | None = None) -> None:
         self.keys = keys
-        self.values = torch.empty_like(keys) if values is None else values
+        self.values = torch.zeros_like(keys) if values is None else values
         self._views: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
 
     @property
@@ -106,7 +110,7 @@ class KVSlots:
     def _grow(self, slots: int, capacity: int) -> None:
         layers, old_slots, kv_heads, _, head_dim = self.keys.shape
         shape = (layers, slots, kv_heads, capacity, head_dim)
-        keys, values = self.keys.new_empty(shape), self.values.new_empty(shape)
+        keys, values = self.keys.new_zeros(shape), self.values.new_zeros(shape)
         held = max(self.lengths, default=0)
         keys[:, :old_slots, :, :held] = self.keys[:, :, :, :held]
         values[:, :old_slots, :, :held] = self.values[:, :, :, :held]
