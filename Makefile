@@ -46,10 +46,15 @@ clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
 
 # The llamacpp and llamacpp-pld baselines of `decodekit bench` and `--backend llamacpp` (optional). Portable CPU flags: a default
-# build (native flags) crashed with a segmentation fault at the first token on this project's machines.
+# build (native flags) crashed with a segmentation fault at the first token on this project's machines, so the
+# build names each instruction set itself, and only those this CPU's /proc/cpuinfo lists (an AVX2-only CPU gets no
+# AVX-512 code, which would stop at the first token with an illegal instruction).
 # The build takes about 10 minutes on two cores.
-LLAMACPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON \
-	-DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON
+CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
+cpu_has = $(if $(filter $(1),$(CPU_FLAGS)),ON,OFF)
+LLAMACPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=$(call cpu_has,avx) -DGGML_AVX2=$(call cpu_has,avx2) \
+	-DGGML_FMA=$(call cpu_has,fma) -DGGML_F16C=$(call cpu_has,f16c) -DGGML_AVX512=$(call cpu_has,avx512f) \
+	-DGGML_AVX512_VNNI=$(call cpu_has,avx512_vnni) -DGGML_AVX512_BF16=$(call cpu_has,avx512_bf16)
 
 .PHONY: llamacpp
 llamacpp: $(VENV)/.llamacpp
