@@ -1,18 +1,25 @@
-"""The code in a chat model's reply to a code-completion prompt (`--suite humaneval`).
+"""The code in a chat model's reply to a code-completion prompt (`--suite humaneval`, MBPP files).
 
 Rule: the code is the first fenced block (``` or ```python, any info string) that defines the function
 asked for (`def NAME(`), else the first fenced block; a block left open (a reply cut off by the token limit)
-runs to the end of the reply. A reply with no fence is taken as code only when it defines the function.
-`defines(reply, name)` says whether the extracted code holds `def NAME(`; scoring a reply by running its
-tests (pass@1) is not done here.
+runs to the end of the reply. A reply with no fence but with MBPP's `[BEGIN]` ... `[DONE]` markers gives
+what lies between them. A reply with neither is taken as code only when it defines the function, and then
+only its code: from the first line that starts a top-level statement (`def`, `class`, `import`, `from`,
+`@`, `async def`) at or before the definition, to the last line from which that part still parses as
+Python (prose before and after dropped; when no part parses, everything from that first line).
+`defines(reply, name)` says whether the extracted code holds `def NAME(`; running the tests is
+code_eval's part.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 
 FENCE = re.compile(r"^[ \t]*```[^\n`]*\n", re.MULTILINE)  # an opening fence line and its info string
 CLOSE = re.compile(r"^[ \t]*```[ \t]*$", re.MULTILINE)
+BEGIN_DONE = re.compile(r"\[BEGIN\][ \t]*\n?(.*?)(?:\[DONE\]|\Z)", re.DOTALL)
+TOP_LEVEL = re.compile(r"^(?:def|class|import|from|async[ \t]+def)[ \t]|^@")
 
 
 def fenced_blocks(reply: str) -> list[str]:
@@ -31,6 +38,34 @@ def _definition(name: str) -> re.Pattern:
     return re.compile(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", re.MULTILINE)
 
 
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def code_among_prose(reply: str, name: str) -> str | None:
+    """The code of an unfenced reply that defines `name`, prose around it dropped (module docstring)."""
+    definition = _definition(name).search(reply)
+    if definition is None:
+        return None
+    lines = reply.splitlines(keepends=True)
+    at = reply[: definition.start()].count("\n")
+    start = at
+    while start > 0 and (TOP_LEVEL.match(lines[start - 1]) or not lines[start - 1].strip()
+                         or lines[start - 1][:1] in " \t"):
+        start -= 1
+    while start < at and not TOP_LEVEL.match(lines[start]):
+        start += 1
+    for end in range(len(lines), at, -1):
+        text = "".join(lines[start:end])
+        if _parses(text):
+            return text
+    return "".join(lines[start:])
+
+
 def extract_code(reply: str, name: str | None = None) -> str | None:
     """The code of `reply` (see the module docstring); None when there is none."""
     blocks = fenced_blocks(reply)
@@ -40,8 +75,11 @@ def extract_code(reply: str, name: str | None = None) -> str | None:
                 return block
     if blocks:
         return blocks[0]
-    if name is not None and _definition(name).search(reply):
-        return reply
+    marked = BEGIN_DONE.search(reply)
+    if marked is not None and marked.group(1).strip():
+        return marked.group(1).strip("\n") + "\n"
+    if name is not None:
+        return code_among_prose(reply, name)
     return None
 
 

@@ -1,0 +1,278 @@
+"""Running untrusted code (a model's completion and its tests) in a child Python process that cannot harm
+the machine, and reporting what happened: passed, failed with which exception, or stopped by which limit.
+
+Each run gets a fresh temporary directory (the child's cwd, HOME and TMPDIR, removed after), holding the
+program and the child's stdout and stderr files. The child is `sys.executable -I` (isolated mode: no
+PYTHON* variables, no user site, not the script's directory on sys.path) in a session and process group
+of its own, with a small environment. Before the program runs, the child's preamble (PREAMBLE) lowers its
+own resource limits and installs an audit hook (PEP 578), so that every threat below is stopped by the
+kernel or refused by the hook before it acts:
+
+| threat | mechanism | result `reason` |
+|---|---|---|
+| endless loop | the parent's wall-clock timeout (`Limits.seconds`) kills the whole process group; RLIMIT_CPU (the timeout + 1 s) as a backstop | `timeout` |
+| memory | RLIMIT_AS (`Limits.memory_bytes`, 1 GiB): an allocation past it raises MemoryError | `memory` |
+| processes (fork bombs, subprocess, os.system, multiprocessing) | the hook refuses os.fork/forkpty/posix_spawn/spawn/exec/system/popen and subprocess.Popen, and the import of `_posixsubprocess`; RLIMIT_NPROC 0 (the kernel exempts root from it, so as root the hook is what holds) | `forbidden: process` |
+| network | the hook refuses every `socket.*` event (creation, connect, bind, name lookup) | `forbidden: socket` |
+| writes outside the directory | the hook refuses `open` for writing and every path-changing event (os.remove/rename/rmdir/mkdir/chmod/chown/link/symlink/truncate/utime, shutil.rmtree/move/copy...) whose path resolves (symlinks followed, a dir_fd through /proc) outside the directory; RLIMIT_FSIZE (16 MiB) bounds any one file | `forbidden: write` |
+| signalling the parent (or anyone) | the hook refuses os.kill/killpg and signal.pthread_kill; the child's own session keeps terminal signals apart | `forbidden: kill` |
+| raising its limits back (root may) | the hook refuses resource.setrlimit/prlimit | `forbidden: limits` |
+| native code | the hook refuses ctypes (`ctypes.dlopen`, the import of `_ctypes`) | `forbidden: native code` |
+
+A refused operation raises PermissionError in the child and is recorded there: the run then fails with
+`forbidden: ...` even if the program catches the error and its tests pass. Other results: `passed`,
+`failed: ExceptionType: message` (an AssertionError without a message names the failing line),
+`crashed: signal NAME` / `crashed: exit N` (the process died without a report), `no code`.
+
+The verdict travels on a pipe of its own, tagged with a random nonce that the parent writes to the child's
+stdin; a program that merely prints "passed" or calls os._exit(0) does not pass. Limits of the scheme: the
+guards live in the child's interpreter, so they stop what a Python program can do through Python's own
+APIs (every route to a syscall that matters here raises an audit event, and the one C-level escape,
+ctypes, is refused); a completion written to cheat the harness by reading the preamble's frames could
+forge a pass, and reading files outside the directory is allowed (the standard library must load). This
+is containment for a benchmark of model outputs on one's own machine, not a multi-tenant security boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# The child's preamble, run with `python -I -c PREAMBLE FD LIMITS`: it imports what it needs, reads the
+# nonce from stdin, lowers its limits, installs the hook, runs program.py and writes its report on FD.
+PREAMBLE = r'''
+import builtins, json, os, resource, sys, traceback
+
+def _main():
+    report_fd = int(sys.argv[1])
+    limits = json.loads(sys.argv[2])
+    nonce = sys.stdin.readline().strip()
+    root = os.path.realpath(os.getcwd())
+    with open("program.py", encoding="utf-8") as handle:
+        source = handle.read()
+    for name, value in limits.items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    for module in ("_posixsubprocess", "_ctypes", "ctypes"):
+        sys.modules.pop(module, None)
+    refused = []
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    process_events = {"os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system",
+                      "os.popen", "os.startfile", "subprocess.Popen", "pty.spawn"}
+    kill_events = {"os.kill", "os.killpg", "signal.pthread_kill", "signal.pidfd_send_signal"}
+    # path-changing events: the positions of their path arguments, and of a dir_fd that applies to them
+    path_events = {"os.remove": ((0,), 1), "os.rmdir": ((0,), 1), "os.mkdir": ((0,), 2),
+                   "os.chmod": ((0,), 2), "os.chown": ((0,), 3), "os.chflags": ((0,), None),
+                   "os.lchflags": ((0,), None), "os.truncate": ((0,), None), "os.utime": ((0,), 3),
+                   "os.rename": ((0, 1), 2), "os.link": ((0, 1), 2), "os.symlink": ((1,), 2),
+                   "os.mkfifo": ((0,), 2), "os.mknod": ((0,), 3), "os.setxattr": ((0,), None),
+                   "os.removexattr": ((0,), None), "shutil.rmtree": ((0,), 1), "shutil.move": ((0, 1), None),
+                   "shutil.copyfile": ((1,), None), "shutil.copymode": ((1,), None),
+                   "shutil.copystat": ((1,), None), "shutil.copytree": ((1,), None), "shutil.chown": ((0,), None),
+                   "shutil.make_archive": ((0,), None), "shutil.unpack_archive": ((1,), None)}
+    allowed_files = {os.devnull}
+
+    def inside(path, dir_fd=None):
+        if isinstance(path, int):  # an open descriptor: its opening was checked
+            return True
+        if path is None:
+            return True
+        try:
+            path = os.fsdecode(os.fspath(path))
+            if isinstance(dir_fd, int) and dir_fd >= 0 and not os.path.isabs(path):
+                path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+            real = os.path.realpath(path)
+        except Exception:
+            return False
+        return real == root or real.startswith(root + os.sep) or real in allowed_files
+
+    def refuse(kind, event):
+        refused.append((kind, event))
+        raise PermissionError(f"decodekit sandbox: {event} is not allowed ({kind})")
+
+    def hook(event, args):
+        if event == "open":
+            path, mode, flags = args
+            writing = (any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & write_flags))
+            if writing and not inside(path):
+                refuse("write", f"open {path!r} for writing")
+        elif event.startswith("socket."):
+            refuse("socket", event)
+        elif event in process_events:
+            refuse("process", event)
+        elif event in kill_events:
+            refuse("kill", f"{event}{tuple(args)!r}")
+        elif event in path_events:
+            positions, fd_position = path_events[event]
+            dir_fd = args[fd_position] if fd_position is not None and fd_position < len(args) else None
+            for position in positions:
+                if position < len(args) and not inside(args[position], dir_fd):
+                    refuse("write", f"{event} {args[position]!r}")
+        elif event in ("resource.setrlimit", "resource.prlimit"):
+            refuse("limits", event)
+        elif event == "ctypes.dlopen" or (event == "import" and args[0] in ("_posixsubprocess", "_ctypes")):
+            refuse("native code" if "ctypes" in str(args[0]) or event == "ctypes.dlopen" else "process",
+                   f"{event} {args[0]!r}")
+
+    def failure(error):
+        if isinstance(error, MemoryError):
+            return "memory", ""
+        kind = type(error).__name__
+        message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        if isinstance(error, AssertionError) and not message:
+            lines = source.splitlines()
+            frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == "program.py"]
+            if frames and 0 < frames[-1].lineno <= len(lines):
+                message = f"line {frames[-1].lineno}: {lines[frames[-1].lineno - 1].strip()[:300]}"
+        return "failed", f"{kind}: {message}" if message else kind
+
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    sys.addaudithook(hook)
+    status, detail = "passed", ""
+    try:
+        exec(compile(source, "program.py", "exec"), namespace)
+    except BaseException as error:  # SystemExit and KeyboardInterrupt included: the tests did not finish
+        status, detail = failure(error)
+        del error
+    namespace.clear()
+    if refused:
+        status, detail = "forbidden", f"{refused[0][0]}: {refused[0][1]}"
+    report = json.dumps({"nonce": nonce, "status": status, "detail": detail})
+    os.write(report_fd, ("\n" + report + "\n").encode("utf-8", "replace"))
+    os._exit(0)
+
+_main()
+'''
+
+REPORT_BYTES = 1 << 20  # the most the parent reads of the report pipe
+TAIL_BYTES = 2000  # how much of the child's stderr a crash report keeps
+
+
+@dataclass(frozen=True)
+class Limits:
+    seconds: float = 10.0  # wall clock, interpreter start included
+    memory_bytes: int = 1 << 30  # RLIMIT_AS
+    file_bytes: int = 16 << 20  # RLIMIT_FSIZE: the largest file the child may write
+    open_files: int = 64  # RLIMIT_NOFILE
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0 or self.memory_bytes <= 0 or self.file_bytes <= 0 or self.open_files < 8:
+            raise ValueError(f"sandbox limits must be positive (open_files at least 8): {self}")
+
+    def rlimits(self) -> dict[str, int]:
+        return {"RLIMIT_CPU": int(self.seconds) + 1, "RLIMIT_AS": self.memory_bytes,
+                "RLIMIT_FSIZE": self.file_bytes, "RLIMIT_NOFILE": self.open_files, "RLIMIT_NPROC": 0,
+                "RLIMIT_CORE": 0}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    reason: str  # "passed", "failed: ...", "timeout", "memory", "forbidden: ...", "crashed: ...", "no code"
+    seconds: float  # the child's wall time (0 when nothing ran)
+    detail: str = ""  # what was refused, or the tail of stderr of a crash
+
+    def to_json(self) -> dict:
+        return {"passed": self.passed, "reason": self.reason, "seconds": round(self.seconds, 4),
+                "detail": self.detail}
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _read_all(fd: int, most: int) -> bytes:
+    chunks, size = [], 0
+    while size < most:
+        chunk = os.read(fd, min(65536, most - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _report(raw: bytes, nonce: str) -> dict | None:
+    """The last line of the report pipe that is a JSON object with our nonce."""
+    for line in reversed(raw.decode("utf-8", "replace").splitlines()):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("nonce") == nonce and isinstance(data.get("status"), str):
+            return data
+    return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def run_program(source: str, limits: Limits = Limits()) -> Verdict:
+    """Run `source` (a completion with its tests) in the sandbox; its verdict."""
+    with tempfile.TemporaryDirectory(prefix="decodekit-sandbox-") as directory:
+        root = Path(os.path.realpath(directory))
+        (root / "program.py").write_text(source, encoding="utf-8")
+        env = {"PATH": os.defpath, "HOME": str(root), "TMPDIR": str(root), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        read_end, write_end = os.pipe()
+        nonce = secrets.token_hex(16)
+        timed_out = False
+        try:
+            with open(root / "stdout.txt", "wb") as out, open(root / "stderr.txt", "wb") as err:
+                started = time.perf_counter()
+                try:
+                    child = subprocess.Popen(
+                        [sys.executable, "-I", "-c", PREAMBLE, str(write_end), json.dumps(limits.rlimits())],
+                        cwd=root, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err, pass_fds=(write_end,),
+                        start_new_session=True)
+                finally:
+                    os.close(write_end)
+                try:
+                    child.stdin.write(f"{nonce}\n".encode())
+                    child.stdin.close()
+                except OSError:  # the child is already gone; its exit status says why
+                    pass
+                try:
+                    child.wait(timeout=limits.seconds)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                seconds = time.perf_counter() - started
+                _kill_group(child.pid)  # on a timeout the child; otherwise anything it left in its group
+                child.wait()
+            raw = _read_all(read_end, REPORT_BYTES)
+        finally:
+            os.close(read_end)
+        stderr_tail = (root / "stderr.txt").read_bytes()[-TAIL_BYTES:].decode("utf-8", "replace")
+    if timed_out:
+        return Verdict(False, "timeout", seconds, f"no result within {limits.seconds:g} s")
+    report = _report(raw, nonce)
+    if report is None:
+        code = child.returncode
+        if code is not None and code < 0:
+            name = _signal_name(-code)
+            reason = "timeout" if name == "SIGXCPU" else f"crashed: signal {name}"
+        else:
+            reason = f"crashed: exit {code}"
+        return Verdict(False, reason, seconds, stderr_tail.strip())
+    status, detail = report["status"], str(report.get("detail", ""))
+    if status == "passed":
+        return Verdict(True, "passed", seconds)
+    if status == "memory":
+        return Verdict(False, "memory", seconds, f"MemoryError under RLIMIT_AS {limits.memory_bytes} bytes")
+    if status == "forbidden":
+        kind, _, what = detail.partition(": ")
+        return Verdict(False, f"forbidden: {kind}", seconds, what)
+    return Verdict(False, f"failed: {detail}", seconds)
