@@ -19,8 +19,8 @@ kernel or refused by the hook before it acts:
 | raising its limits back (root may) | the hook refuses resource.setrlimit/prlimit | `forbidden: limits` |
 | native code | the hook refuses ctypes (`ctypes.dlopen`, the import of `_ctypes`) | `forbidden: native code` |
 
-A refused operation raises PermissionError in the child and is recorded there: the run then fails with
-`forbidden: ...` even if the program catches the error and its tests pass. Other results: `passed`,
+A refused operation ends the child on the spot (the hook writes the report and exits), so the run fails
+with `forbidden: ...` whatever the program would have done next (catch the error, loop, pass its tests). Other results: `passed`,
 `failed: ExceptionType: message` (an AssertionError without a message names the failing line),
 `crashed: signal NAME` / `crashed: exit N` (the process died without a report), `no code`.
 
@@ -62,7 +62,6 @@ def _main():
         resource.setrlimit(getattr(resource, name), (value, value))
     for module in ("_posixsubprocess", "_ctypes", "ctypes"):
         sys.modules.pop(module, None)
-    refused = []
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     process_events = {"os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system",
                       "os.popen", "os.startfile", "subprocess.Popen", "pty.spawn"}
@@ -93,9 +92,13 @@ def _main():
             return False
         return real == root or real.startswith(root + os.sep) or real in allowed_files
 
+    def send(status, detail):
+        report = json.dumps({"nonce": nonce, "status": status, "detail": detail})
+        os.write(report_fd, ("\n" + report + "\n").encode("utf-8", "replace"))
+        os._exit(0)
+
     def refuse(kind, event):
-        refused.append((kind, event))
-        raise PermissionError(f"decodekit sandbox: {event} is not allowed ({kind})")
+        send("forbidden", f"{kind}: {event}")  # the first refusal ends the run
 
     def hook(event, args):
         if event == "open":
@@ -142,11 +145,7 @@ def _main():
         status, detail = failure(error)
         del error
     namespace.clear()
-    if refused:
-        status, detail = "forbidden", f"{refused[0][0]}: {refused[0][1]}"
-    report = json.dumps({"nonce": nonce, "status": status, "detail": detail})
-    os.write(report_fd, ("\n" + report + "\n").encode("utf-8", "replace"))
-    os._exit(0)
+    send(status, detail)
 
 _main()
 '''
