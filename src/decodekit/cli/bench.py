@@ -19,7 +19,8 @@ from decodekit.models.catalog import DEFAULT_MODEL
 
 def bench(
     suite: Annotated[str, typer.Option(
-        help="quick, humaneval, specbench, parallel (diffusion LMs), or a Spec-Bench-format JSONL file")] = "quick",
+        help="quick, humaneval, specbench, parallel (diffusion LMs), or a JSONL file: Spec-Bench, MBPP or HumanEval "
+             "format (told by its keys; code problems are run in a sandbox for pass@1)")] = "quick",
     methods: Annotated[str, typer.Option(
         help="comma-separated decodekit methods and baselines (hf, hf-pld, hf-assisted, llamacpp, llamacpp-pld); "
              "all = every decodekit method, hf, hf-pld, and the others where they can run. ar always runs")] = "all",
@@ -44,6 +45,8 @@ def bench(
         help="question ids to show in viewer.html (comma-separated, or all; default: the first of each "
              "category)")] = None,
     n: Annotated[Optional[int], typer.Option(help="--suite parallel: instances per task (default 20)")] = None,
+    check_seconds: Annotated[float, typer.Option(
+        help="code suites: wall-clock limit of one reply's test run in the sandbox")] = 10.0,
     compare: Annotated[Optional[tuple[Path, Path]], typer.Option(
         help="compare two earlier runs' directories instead of running", metavar="DIR1 DIR2")] = None,
 ) -> None:
@@ -56,7 +59,7 @@ def bench(
         bench_command(model, seed, n, out, methods, parse_options(option or []), 32, threads)
     else:
         _bench(suite, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
-               draft_model, option or [], num_draft, dtype, threads, view, backend)
+               draft_model, option or [], num_draft, dtype, threads, view, backend, check_seconds)
 
 
 def _compare(first: Path, second: Path) -> None:
@@ -66,12 +69,14 @@ def _compare(first: Path, second: Path) -> None:
 
 
 def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
-           draft_model, option, num_draft, dtype, threads, view, backend="auto") -> None:
+           draft_model, option, num_draft, dtype, threads, view, backend="auto", check_seconds=10.0) -> None:
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from decodekit import __version__
+    from decodekit.bench.code_eval.sandbox import Limits
+    from decodekit.bench.code_eval.score import count_checks, score_rows
     from decodekit.bench.conversation import context_needed
     from decodekit.bench.metrics import summarize
     from decodekit.bench.plan import BenchSettings, plan_methods
@@ -85,6 +90,8 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
     from decodekit.session import Session
 
     errors = Console(stderr=True)
+    if not check_seconds > 0:
+        raise UserError(f"--check-seconds must be positive, got {check_seconds}")
     sampling = SamplingConfig(temperature=temperature, seed=seed)
     settings = BenchSettings(max_new_tokens, repeat, turns, sampling, num_draft, draft_model, dtype)
     options = parse_options(option)
@@ -133,6 +140,11 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
 
         rows = run_suite(session, loaded, chosen, contenders, settings, advance, notice)
         progress.update(task, completed=total, description="done")
+        checks = count_checks(rows, chosen)
+        if checks:
+            checking = progress.add_task("sandbox", total=checks)
+            rows = score_rows(rows, chosen, Limits(seconds=check_seconds),
+                              lambda label: progress.advance(checking))
 
     meta = {
         "model": loaded.name, "dtype": loaded.precision, "device": str(loaded.device), "backend": loaded.backend.name,
@@ -153,5 +165,6 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
     write_report(summary, records, out)
     write_viewer(records, summary, out / "viewer.html", view)
     print_table(summary, stdout_console())
-    errors.print(f"decodekit: wrote {out}/ (report.md, summary.json, results.jsonl, speedup.png, accepted.png, "
-                 "viewer.html)", markup=False, highlight=False)
+    plots = "speedup.png, accepted.png" + (", pass_at_1.png" if (out / "pass_at_1.png").exists() else "")
+    errors.print(f"decodekit: wrote {out}/ (report.md, summary.json, results.jsonl, {plots}, viewer.html)",
+                 markup=False, highlight=False)
