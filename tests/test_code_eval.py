@@ -236,3 +236,25 @@ def test_mistakes_in_code_options_fail_in_one_line(tmp_path, monkeypatch):
         assert result.exit_code == 2, result.output
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0], lines
+
+
+@pytest.mark.integration
+def test_a_humaneval_bench_on_the_embedded_model(tmp_path):
+    """Two HumanEval problems through ar and pld on the embedded SmolLM2, a few tokens each: every reply is
+    checked in the sandbox, and the code part of summary.json, report.md and pass_at_1.png are written."""
+    from typer.testing import CliRunner
+
+    from decodekit.cli.app import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["bench", "--suite", "humaneval", "--limit", "2", "--methods", "ar,pld",
+                                      "--max-new-tokens", "48", "--check-seconds", "5", "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(isinstance(r["passed"], bool) and r["check_reason"] for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    for name in ("ar", "pld"):
+        code = summary["methods"][name]["code"]
+        assert code["problems"] == 2 and 0 <= code["solved"] <= 2 and sum(code["reasons"].values()) == 2
+    assert summary["methods"]["pld"]["code"]["vs_ar"]["problems"] == 2
+    assert "## Code: pass@1" in (out / "report.md").read_text() and (out / "pass_at_1.png").exists()

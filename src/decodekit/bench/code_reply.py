@@ -2,7 +2,8 @@
 
 Rule: the code is the first fenced block (``` or ```python, any info string) that defines the function
 asked for (`def NAME(`), else the first fenced block; a block left open (a reply cut off by the token limit)
-runs to the end of the reply. A reply with no fence but with MBPP's `[BEGIN]` ... `[DONE]` markers gives
+runs to the end of the reply, less an unfinished tail: the longest run of whole lines from its start that
+parses as Python (and still defines the function), when the whole block does not. A reply with no fence but with MBPP's `[BEGIN]` ... `[DONE]` markers gives
 what lies between them. A reply with neither is taken as code only when it defines the function, and then
 only its code: from the first line that starts a top-level statement (`def`, `class`, `import`, `from`,
 `@`, `async def`) at or before the definition, to the last line from which that part still parses as
@@ -22,16 +23,34 @@ BEGIN_DONE = re.compile(r"\[BEGIN\][ \t]*\n?(.*?)(?:\[DONE\]|\Z)", re.DOTALL)
 TOP_LEVEL = re.compile(r"^(?:def|class|import|from|async[ \t]+def)[ \t]|^@")
 
 
-def fenced_blocks(reply: str) -> list[str]:
-    """The contents of each fenced block, in order; an unclosed last block runs to the end."""
+def _blocks(reply: str) -> list[tuple[str, bool]]:
+    """(contents, closed) of each fenced block, in order; an unclosed last block runs to the end."""
     blocks = []
     position = 0
     while (opening := FENCE.search(reply, position)) is not None:
         closing = CLOSE.search(reply, opening.end())
         end = len(reply) if closing is None else closing.start()
-        blocks.append(reply[opening.end():end])
+        blocks.append((reply[opening.end():end], closing is not None))
         position = len(reply) if closing is None else closing.end()
     return blocks
+
+
+def fenced_blocks(reply: str) -> list[str]:
+    """The contents of each fenced block, in order; an unclosed last block runs to the end."""
+    return [block for block, _ in _blocks(reply)]
+
+
+def _cut_off(block: str, name: str | None) -> str:
+    """An unclosed block (the reply hit the token limit) without its unfinished tail: the longest prefix of
+    whole lines that parses (and still defines `name`); the block as it is when none does."""
+    if _parses(block):
+        return block
+    lines = block.splitlines(keepends=True)
+    for end in range(len(lines) - 1, 0, -1):
+        text = "".join(lines[:end])
+        if _parses(text) and (name is None or _definition(name).search(text)):
+            return text
+    return block
 
 
 def _definition(name: str) -> re.Pattern:
@@ -68,13 +87,14 @@ def code_among_prose(reply: str, name: str) -> str | None:
 
 def extract_code(reply: str, name: str | None = None) -> str | None:
     """The code of `reply` (see the module docstring); None when there is none."""
-    blocks = fenced_blocks(reply)
+    blocks = _blocks(reply)
     if name is not None:
-        for block in blocks:
+        for block, closed in blocks:
             if _definition(name).search(block):
-                return block
+                return block if closed else _cut_off(block, name)
     if blocks:
-        return blocks[0]
+        block, closed = blocks[0]
+        return block if closed else _cut_off(block, name)
     marked = BEGIN_DONE.search(reply)
     if marked is not None and marked.group(1).strip():
         return marked.group(1).strip("\n") + "\n"
