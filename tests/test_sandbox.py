@@ -153,3 +153,26 @@ def test_limits_cannot_be_raised_and_native_code_is_refused(source, reason):
 def test_leaving_early_is_not_a_pass(source):
     verdict = run_program(source, FAST)
     assert not verdict.passed and verdict.reason != "passed"
+
+
+@pytest.mark.parametrize("template", [
+    "import os.path\nos.path.realpath = lambda path, **kw: os.getcwd() + '/x'\nopen({path!r}, 'w').write('gone')\n",
+    "import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.any = lambda *a: False\n"
+    "open({path!r}, 'w').write('gone')\n",
+    "import posixpath\nposixpath.join = lambda *a: '/nowhere'\nposixpath.realpath = lambda *a, **k: '/nowhere'\n"
+    "import os\nos.remove({path!r})\n",
+    "class Sneaky:\n    def __fspath__(self):\n        return {path!r}\n    def __repr__(self):\n        raise RuntimeError\n"
+    "try:\n    open(Sneaky(), 'w').write('gone')\nexcept RuntimeError:\n    pass\n",
+])
+def test_patching_modules_or_builtins_does_not_open_the_guard(outside, template):
+    before = outside.stat()
+    verdict = run_program(template.format(path=str(outside)), FAST)
+    assert verdict.reason == "forbidden: write", verdict
+    assert unchanged(outside, before)
+
+
+def test_patching_the_reporting_modules_does_not_forge_a_pass():
+    source = ("import os, json\nos.write = lambda fd, data: len(data)\nos._exit = lambda code: None\n"
+              "json.dumps = lambda *a, **k: 'passed'\nassert False\n")
+    verdict = run_program(source, FAST)
+    assert verdict.reason == "failed: AssertionError: line 5: assert False", verdict

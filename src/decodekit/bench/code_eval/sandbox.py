@@ -25,17 +25,20 @@ with `forbidden: ...` whatever the program would have done next (catch the error
 `crashed: signal NAME` / `crashed: exit N` (the process died without a report), `no code`.
 
 The verdict travels on a pipe of its own, tagged with a random nonce that the parent writes to the child's
-stdin; a program that merely prints "passed" or calls os._exit(0) does not pass. Limits of the scheme: the
-guards live in the child's interpreter, so they stop what a Python program can do through Python's own
-APIs (every route to a syscall that matters here raises an audit event, and the one C-level escape,
-ctypes, is refused); a completion written to cheat the harness by reading the preamble's frames could
-forge a pass, and reading files outside the directory is allowed (the standard library must load). This
-is containment for a benchmark of model outputs on one's own machine, not a multi-tenant security boundary.
+stdin; a program that merely prints "passed" or calls os._exit(0) does not pass. Every function and
+builtin that the hook and the report use is bound before the program runs, and paths are resolved by the
+preamble's own walk over os.lstat/os.readlink (bound C functions), so a program that patches os.path,
+builtins or json opens nothing. Limits of the scheme: the guards live in the child's interpreter, so they
+stop what a Python program can do through Python's own APIs (every route to a syscall that matters here
+raises an audit event, and the one C-level escape, ctypes, is refused); a path object whose __fspath__
+answers differently on a second call, or a completion written to read the preamble's frames for the
+nonce, could still get past it, and reading files outside the directory is allowed (the standard library
+must load). This is containment for a benchmark of model outputs on one's own machine, not a
+multi-tenant security boundary.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -49,23 +52,27 @@ from pathlib import Path
 # The child's preamble, run with `python -I -c PREAMBLE FD LIMITS`: it imports what it needs, reads the
 # nonce from stdin, lowers its limits, installs the hook, runs program.py and writes its report on FD.
 PREAMBLE = r'''
-import builtins, json, os, resource, sys, traceback
+import builtins, os, resource, sys, traceback
 
 def _main():
+    # Everything the hook and the report use is bound here, before the program runs, so that a program that
+    # patches builtins or modules (os.path.realpath = ..., builtins.isinstance = ...) changes none of it.
+    _isinstance, _len, _type, _any, _exact_str, _exact_bytes = isinstance, len, type, any, "".join, b"".join
+    fspath, lstat, readlink, getcwd, write, exit_now = os.fspath, os.lstat, os.readlink, os.getcwd, os.write, os._exit
     report_fd = int(sys.argv[1])
-    limits = json.loads(sys.argv[2])
+    limits = [item.split("=") for item in sys.argv[2].split(",")]
     nonce = sys.stdin.readline().strip()
-    root = os.path.realpath(os.getcwd())
+    root = os.path.realpath(getcwd())
     with open("program.py", encoding="utf-8") as handle:
         source = handle.read()
-    for name, value in limits.items():
-        resource.setrlimit(getattr(resource, name), (value, value))
+    for name, value in limits:
+        resource.setrlimit(getattr(resource, name), (int(value), int(value)))
     for module in ("_posixsubprocess", "_ctypes", "ctypes"):
         sys.modules.pop(module, None)
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    process_events = {"os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system",
-                      "os.popen", "os.startfile", "subprocess.Popen", "pty.spawn"}
-    kill_events = {"os.kill", "os.killpg", "signal.pthread_kill", "signal.pidfd_send_signal"}
+    process_events = frozenset({"os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system",
+                                "os.popen", "os.startfile", "subprocess.Popen", "pty.spawn"})
+    kill_events = frozenset({"os.kill", "os.killpg", "signal.pthread_kill", "signal.pidfd_send_signal"})
     # path-changing events: the positions of their path arguments, and of a dir_fd that applies to them
     path_events = {"os.remove": ((0,), 1), "os.rmdir": ((0,), 1), "os.mkdir": ((0,), 2),
                    "os.chmod": ((0,), 2), "os.chown": ((0,), 3), "os.chflags": ((0,), None),
@@ -76,26 +83,59 @@ def _main():
                    "shutil.copyfile": ((1,), None), "shutil.copymode": ((1,), None),
                    "shutil.copystat": ((1,), None), "shutil.copytree": ((1,), None), "shutil.chown": ((0,), None),
                    "shutil.make_archive": ((0,), None), "shutil.unpack_archive": ((1,), None)}
-    allowed_files = {os.devnull}
+    allowed_files = frozenset({"/dev/null"})
+    link_mode, type_bits = 0o120000, 0o170000
+
+    def resolve(path, hops=0):
+        # the real absolute path, symlinks followed (a missing tail kept as written), with no module's help
+        if not path.startswith("/"):
+            path = getcwd() + "/" + path
+        done = []
+        parts = path.split("/")
+        for index in range(_len(parts)):
+            part = parts[index]
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            candidate = "/" + "/".join(done + [part])
+            try:
+                is_link = lstat(candidate).st_mode & type_bits == link_mode
+            except OSError:
+                is_link = False
+            if is_link:
+                if hops > 40:
+                    return None
+                target = readlink(candidate)
+                rest = "/".join(parts[index + 1:])
+                base = "/" + "/".join(done)
+                joined = target if target.startswith("/") else base + "/" + target
+                return resolve(joined + ("/" + rest if rest else ""), hops + 1)
+            done.append(part)
+        return "/" + "/".join(done)
 
     def inside(path, dir_fd=None):
-        if isinstance(path, int):  # an open descriptor: its opening was checked
-            return True
-        if path is None:
+        if path is None or _type(path) is int:  # an open descriptor: its opening was checked
             return True
         try:
-            path = os.fsdecode(os.fspath(path))
-            if isinstance(dir_fd, int) and dir_fd >= 0 and not os.path.isabs(path):
-                path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
-            real = os.path.realpath(path)
+            path = fspath(path)
+            path = _exact_str([path]) if _isinstance(path, str) else _exact_bytes([path]).decode("utf-8", "surrogateescape")
+            if _type(dir_fd) is int and dir_fd >= 0 and not path.startswith("/"):
+                path = readlink(f"/proc/self/fd/{dir_fd}") + "/" + path
+            real = resolve(path)
         except Exception:
             return False
-        return real == root or real.startswith(root + os.sep) or real in allowed_files
+        return real is not None and (real == root or real.startswith(root + "/") or real in allowed_files)
 
     def send(status, detail):
-        report = json.dumps({"nonce": nonce, "status": status, "detail": detail})
-        os.write(report_fd, ("\n" + report + "\n").encode("utf-8", "replace"))
-        os._exit(0)
+        line = "\n" + nonce + "\t" + status + "\t" + _exact_str([detail]).replace("\n", " ").replace("\t", " ") + "\n"
+        write(report_fd, line.encode("utf-8", "replace"))
+        exit_now(0)
+
+    def shown(value):  # a path for the report, never a program's own __repr__
+        return f"{value!r}" if _type(value) in (str, bytes, int) else "a path object"
 
     def refuse(kind, event):
         send("forbidden", f"{kind}: {event}")  # the first refusal ends the run
@@ -103,36 +143,42 @@ def _main():
     def hook(event, args):
         if event == "open":
             path, mode, flags = args
-            writing = (any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & write_flags))
+            writing = (_any(c in _exact_str([mode]) for c in "wax+") if _isinstance(mode, str)
+                       else (flags & write_flags) != 0)
             if writing and not inside(path):
-                refuse("write", f"open {path!r} for writing")
+                refuse("write", f"open {shown(path)} for writing")
         elif event.startswith("socket."):
             refuse("socket", event)
         elif event in process_events:
             refuse("process", event)
         elif event in kill_events:
-            refuse("kill", f"{event}{tuple(args)!r}")
+            refuse("kill", f"{event}{args!r}")
         elif event in path_events:
             positions, fd_position = path_events[event]
-            dir_fd = args[fd_position] if fd_position is not None and fd_position < len(args) else None
+            dir_fd = args[fd_position] if fd_position is not None and fd_position < _len(args) else None
             for position in positions:
-                if position < len(args) and not inside(args[position], dir_fd):
-                    refuse("write", f"{event} {args[position]!r}")
+                if position < _len(args) and not inside(args[position], dir_fd):
+                    refuse("write", f"{event} {shown(args[position])}")
         elif event in ("resource.setrlimit", "resource.prlimit"):
             refuse("limits", event)
-        elif event == "ctypes.dlopen" or (event == "import" and args[0] in ("_posixsubprocess", "_ctypes")):
-            refuse("native code" if "ctypes" in str(args[0]) or event == "ctypes.dlopen" else "process",
-                   f"{event} {args[0]!r}")
+        elif event == "ctypes.dlopen":
+            refuse("native code", f"{event} {shown(args[0])}")
+        elif event == "import" and args[0] in ("_posixsubprocess", "_ctypes"):
+            refuse("native code" if args[0] == "_ctypes" else "process", f"import {args[0]!r}")
 
     def failure(error):
-        if isinstance(error, MemoryError):
+        if _isinstance(error, MemoryError):
             return "memory", ""
-        kind = type(error).__name__
-        message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-        if isinstance(error, AssertionError) and not message:
+        kind = _type(error).__name__
+        try:
+            text = f"{error}".strip()
+        except Exception:
+            text = ""
+        message = text.splitlines()[0][:300] if text else ""
+        if _isinstance(error, AssertionError) and not message:
             lines = source.splitlines()
             frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == "program.py"]
-            if frames and 0 < frames[-1].lineno <= len(lines):
+            if frames and 0 < frames[-1].lineno <= _len(lines):
                 message = f"line {frames[-1].lineno}: {lines[frames[-1].lineno - 1].strip()[:300]}"
         return "failed", f"{kind}: {message}" if message else kind
 
@@ -142,7 +188,10 @@ def _main():
     try:
         exec(compile(source, "program.py", "exec"), namespace)
     except BaseException as error:  # SystemExit and KeyboardInterrupt included: the tests did not finish
-        status, detail = failure(error)
+        try:
+            status, detail = failure(error)
+        except BaseException:
+            status, detail = "failed", "an exception whose report failed"
         del error
     namespace.clear()
     send(status, detail)
@@ -202,14 +251,11 @@ def _read_all(fd: int, most: int) -> bytes:
 
 
 def _report(raw: bytes, nonce: str) -> dict | None:
-    """The last line of the report pipe that is a JSON object with our nonce."""
+    """The last line of the report pipe that starts with our nonce: {"status", "detail"}."""
     for line in reversed(raw.decode("utf-8", "replace").splitlines()):
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get("nonce") == nonce and isinstance(data.get("status"), str):
-            return data
+        fields = line.split("\t", 2)
+        if len(fields) == 3 and fields[0] == nonce:
+            return {"status": fields[1], "detail": fields[2]}
     return None
 
 
@@ -234,7 +280,8 @@ def run_program(source: str, limits: Limits = Limits()) -> Verdict:
                 started = time.perf_counter()
                 try:
                     child = subprocess.Popen(
-                        [sys.executable, "-I", "-c", PREAMBLE, str(write_end), json.dumps(limits.rlimits())],
+                        [sys.executable, "-I", "-c", PREAMBLE, str(write_end),
+                         ",".join(f"{k}={v}" for k, v in limits.rlimits().items())],
                         cwd=root, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err, pass_fds=(write_end,),
                         start_new_session=True)
                 finally:
