@@ -208,6 +208,10 @@ def test_the_report_has_a_code_table_and_a_pass_at_1_plot(tmp_path):
     assert "100.0%" in line and "1 / 0" in line and "| 1 |" in line  # the p-value of one discordant pair
     write_report(summary, rows, tmp_path)
     assert (tmp_path / "pass_at_1.png").stat().st_size > 1000
+    from decodekit.bench.report.viewer import viewer_data
+
+    shown = viewer_data(rows, summary, [(1, 1)])["prompts"][0]["outputs"]
+    assert [o["stats"].endswith(", tests: failed: AssertionError") for o in shown] == [True, False]
     plain = summarize([make_row("ar", 1, "qa", 1.0, [1])], META, ["ar"])
     assert "Code: pass@1" not in render_markdown(plain, [])
 
