@@ -47,3 +47,8 @@ def test_a_cut_off_block_loses_its_unfinished_tail():
     assert extract_code(reply, "add") == "def add(a, b):\n    return a + b\n\n\n"
     closed = "```python\ndef add(a, b):\n    return (a +\n```\n"
     assert extract_code(closed, "add") == "def add(a, b):\n    return (a +\n"  # a closed block stays whole
+
+
+def test_module_level_statements_before_an_unfenced_definition_are_kept():
+    reply = "Sure\nHere it is:\nR = 3\r\nC = 3\r\ndef add(a, b):\r\n\treturn a + b + R - C\r\nDone."
+    assert extract_code(reply, "add") == "R = 3\r\nC = 3\r\ndef add(a, b):\r\n\treturn a + b + R - C\r\n"

@@ -5,9 +5,10 @@ asked for (`def NAME(`), else the first fenced block; a block left open (a reply
 runs to the end of the reply, less an unfinished tail: the longest run of whole lines from its start that
 parses as Python (and still defines the function), when the whole block does not. A reply with no fence but with MBPP's `[BEGIN]` ... `[DONE]` markers gives
 what lies between them. A reply with neither is taken as code only when it defines the function, and then
-only its code: from the first line that starts a top-level statement (`def`, `class`, `import`, `from`,
-`@`, `async def`) at or before the definition, to the last line from which that part still parses as
-Python (prose before and after dropped; when no part parses, everything from that first line).
+only its code: from the first of the lines before the definition that read as code (blank, indented,
+comments, `def`/`class`/`import`/`from`/`@` lines, statements that are not bare expressions such as
+`R = 3`) to the last line from which that part still parses as Python (prose before and after dropped;
+when no part parses, everything from that first line).
 `defines(reply, name)` says whether the extracted code holds `def NAME(`; running the tests is
 code_eval's part.
 """
@@ -65,6 +66,19 @@ def _parses(text: str) -> bool:
     return True
 
 
+def _code_line(line: str) -> bool:
+    """Whether a line before the definition belongs to the code: blank, indented, a comment, the start of a
+    top-level statement, or a statement of its own that is not a bare expression (`R = 3` is code, `Sure`
+    and "Here is the code:" are prose)."""
+    if not line.strip() or line[:1] in " \t#" or TOP_LEVEL.match(line):
+        return True
+    try:
+        tree = ast.parse(line)
+    except (SyntaxError, ValueError):
+        return False
+    return bool(tree.body) and not any(isinstance(node, ast.Expr) for node in tree.body)
+
+
 def code_among_prose(reply: str, name: str) -> str | None:
     """The code of an unfenced reply that defines `name`, prose around it dropped (module docstring)."""
     definition = _definition(name).search(reply)
@@ -73,10 +87,9 @@ def code_among_prose(reply: str, name: str) -> str | None:
     lines = reply.splitlines(keepends=True)
     at = reply[: definition.start()].count("\n")
     start = at
-    while start > 0 and (TOP_LEVEL.match(lines[start - 1]) or not lines[start - 1].strip()
-                         or lines[start - 1][:1] in " \t"):
+    while start > 0 and _code_line(lines[start - 1]):
         start -= 1
-    while start < at and not TOP_LEVEL.match(lines[start]):
+    while start < at and not lines[start].strip():
         start += 1
     for end in range(len(lines), at, -1):
         text = "".join(lines[start:end])
