@@ -40,3 +40,15 @@ def test_defines_needs_a_definition_of_that_name(reply, expected):
 
 def test_no_code_at_all():
     assert extract_code("No code here.", "add") is None and extract_code("No code here.") is None
+
+
+def test_a_cut_off_block_loses_its_unfinished_tail():
+    reply = ("```python\ndef add(a, b):\n    return a + b\n\n\ndef add_three(a, b, c):\n    return add(add(a, b),\n")
+    assert extract_code(reply, "add") == "def add(a, b):\n    return a + b\n\n\n"
+    closed = "```python\ndef add(a, b):\n    return (a +\n```\n"
+    assert extract_code(closed, "add") == "def add(a, b):\n    return (a +\n"  # a closed block stays whole
+
+
+def test_module_level_statements_before_an_unfenced_definition_are_kept():
+    reply = "Sure\nHere it is:\nR = 3\r\nC = 3\r\ndef add(a, b):\r\n\treturn a + b + R - C\r\nDone."
+    assert extract_code(reply, "add") == "R = 3\r\nC = 3\r\ndef add(a, b):\r\n\treturn a + b + R - C\r\n"

@@ -14,7 +14,12 @@ Per method, overall and by category:
   differing ones first differ (the token position, median over them).
 - quality, where references exist: GSM8K answer accuracy (math_reasoning, `#### N`), ROUGE-L F1
   (summarization, rouge-score), chrF and BLEU (translation, sacrebleu), and for rag the share of answers
-  that contain one of the accepted answers.
+  that contain one of the accepted answers; on code problems pass_at_1 (the share of checked replies that
+  passed their tests).
+- gate_share: steps where the method's uncertainty gate fired over its steps, on the generations that report
+  a gate (`gate_fired`); None for a method without one.
+- code (per method, code suites only; code_eval/stats.py): pass@1 with its 95% Wilson interval, the exact
+  McNemar comparison with `ar`, seconds per problem, tokens/s and how the problems ended.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 import re
 import statistics
 from collections.abc import Iterable
+
+from decodekit.bench.code_eval.stats import code_block
 
 GSM8K_FINAL = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
@@ -93,6 +100,9 @@ def quality(rows: list[dict]) -> dict:
     for row in rows:
         if row.get("reference") is not None and row["category"] in QUALITY_METRICS:
             by_category.setdefault(row["category"], []).append(row)
+    checked = [row["passed"] for row in rows if row.get("passed") is not None]
+    if checked:
+        scores["pass_at_1"] = statistics.fmean(checked)
     for category, group in by_category.items():
         outputs = [r["text"] for r in group]
         references = [r["reference"] for r in group]
@@ -138,6 +148,7 @@ def block(rows: list[dict], ar: dict[tuple, dict], hf: dict[tuple, dict] | None)
     prefill_seconds = _sum_known(rows, "prefill_seconds")
     draft_seconds = _sum_known(rows, "draft_seconds")
     verify_seconds = _sum_known(rows, "verify_seconds")
+    gated = [r for r in rows if r.get("gate_fired") is not None]
     identical = [r["identical_to_ar"] for r in rows if r.get("identical_to_ar") is not None]
     divergences = [r["diverges_at"] for r in rows if r.get("diverges_at") is not None]
     return {
@@ -152,6 +163,7 @@ def block(rows: list[dict], ar: dict[tuple, dict], hf: dict[tuple, dict] | None)
         "acceptance_rate": _ratio(accepted, drafted) if drafted and accepted is not None else None,
         "identical_to_ar": round(statistics.fmean(identical), 4) if identical else None,
         "median_divergence": statistics.median(divergences) if divergences else None,
+        "gate_share": _ratio(sum(r["gate_fired"] for r in gated), sum(r["steps"] for r in gated)) if gated else None,
         "generations": len(rows),
         "new_tokens": new_tokens,
         "seconds": round(seconds, 4),
@@ -172,6 +184,9 @@ def summarize(rows: list[dict], meta: dict, methods: list[str]) -> dict:
         mine = [r for r in done if r["method"] == method]
         entry = block(mine, ar, hf)
         entry["errors"] = sum(1 for r in rows if r["method"] == method and r.get("error"))
+        code = code_block(rows, method)
+        if code is not None:
+            entry["code"] = code
         entry["by_category"] = {
             category: block([r for r in mine if r["category"] == category], ar, hf)
             for category in categories if any(r["category"] == category for r in mine)

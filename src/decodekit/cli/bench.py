@@ -1,6 +1,8 @@
 """`decodekit bench`: run a suite through several methods and write the results, or compare
 two earlier runs. Everything a user can get wrong (suite, method, category, option) is checked before the
-model loads; such a mistake prints one line and exits with code 2."""
+model loads; such a mistake prints one line and exits with code 2. Code suites' replies are checked in the
+sandbox after the generations; `--ray [ADDRESS]` runs chunks of problems as Ray tasks (bench/distributed.py;
+a bare `--ray` means `local`, see `bare_ray_flag`)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from decodekit.models.catalog import DEFAULT_MODEL
 
 def bench(
     suite: Annotated[str, typer.Option(
-        help="quick, humaneval, specbench, parallel (diffusion LMs), or a Spec-Bench-format JSONL file")] = "quick",
+        help="quick, humaneval, specbench, parallel (diffusion LMs), or a JSONL file: Spec-Bench, MBPP or HumanEval "
+             "format (told by its keys; code problems are run in a sandbox for pass@1)")] = "quick",
     methods: Annotated[str, typer.Option(
         help="comma-separated decodekit methods and baselines (hf, hf-pld, hf-assisted, llamacpp, llamacpp-pld); "
              "all = every decodekit method, hf, hf-pld, and the others where they can run. ar always runs")] = "all",
@@ -44,6 +47,12 @@ def bench(
         help="question ids to show in viewer.html (comma-separated, or all; default: the first of each "
              "category)")] = None,
     n: Annotated[Optional[int], typer.Option(help="--suite parallel: instances per task (default 20)")] = None,
+    check_seconds: Annotated[float, typer.Option(
+        help="code suites: wall-clock limit of one reply's test run in the sandbox")] = 10.0,
+    ray: Annotated[Optional[str], typer.Option(
+        help="run chunks of problems as Ray tasks (every method of a chunk on one worker): local (a bare --ray), "
+             "auto, or a cluster address; needs the ray extra", metavar="[ADDRESS]")] = None,
+    ray_chunk: Annotated[int, typer.Option(help="--ray: problems per Ray task")] = 8,
     compare: Annotated[Optional[tuple[Path, Path]], typer.Option(
         help="compare two earlier runs' directories instead of running", metavar="DIR1 DIR2")] = None,
 ) -> None:
@@ -56,7 +65,7 @@ def bench(
         bench_command(model, seed, n, out, methods, parse_options(option or []), 32, threads)
     else:
         _bench(suite, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
-               draft_model, option or [], num_draft, dtype, threads, view, backend)
+               draft_model, option or [], num_draft, dtype, threads, view, backend, check_seconds, ray, ray_chunk)
 
 
 def _compare(first: Path, second: Path) -> None:
@@ -66,25 +75,28 @@ def _compare(first: Path, second: Path) -> None:
 
 
 def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat, turns, temperature, seed, out,
-           draft_model, option, num_draft, dtype, threads, view, backend="auto") -> None:
-    import torch
+           draft_model, option, num_draft, dtype, threads, view, backend="auto", check_seconds=10.0, ray=None,
+           ray_chunk=8) -> None:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from decodekit import __version__
-    from decodekit.bench.conversation import context_needed
     from decodekit.bench.metrics import summarize
     from decodekit.bench.plan import BenchSettings, plan_methods
     from decodekit.bench.report.console import print_table
     from decodekit.bench.report.viewer import write_viewer
     from decodekit.bench.report.write import write_report
-    from decodekit.bench.run import build_contenders, count_generations, run_suite
-    from decodekit.bench.machine import cpu_description
     from decodekit.bench.suites import load_suite
     from decodekit.sampling import SamplingConfig
-    from decodekit.session import Session
 
     errors = Console(stderr=True)
+    if not check_seconds > 0:
+        raise UserError(f"--check-seconds must be positive, got {check_seconds}")
+    if ray is not None:
+        from decodekit.bench.distributed import ray_module
+
+        if ray_chunk < 1:
+            raise UserError(f"--ray-chunk must be at least 1, got {ray_chunk}")
+        ray_module()  # without Ray installed: one line, before anything loads
     sampling = SamplingConfig(temperature=temperature, seed=seed)
     settings = BenchSettings(max_new_tokens, repeat, turns, sampling, num_draft, draft_model, dtype)
     options = parse_options(option)
@@ -103,13 +115,59 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
     for name, why in skipped.items():
         errors.print(f"decodekit: {name} does not run: {why}", markup=False, highlight=False)
 
+    if ray is not None:
+        records, unset, notices, worker = _bench_on_ray(ray, ray_chunk, chosen, plans, settings, model, dtype,
+                                                        backend, threads, check_seconds, errors)
+        for message in notices:
+            errors.print(f"decodekit: {message}", markup=False, highlight=False)
+        names = [name for name in worker.get("methods", []) if name not in unset]
+        machine = {k: worker.get(k) for k in ("model", "dtype", "device", "backend", "cpu", "cpu_flags", "threads")
+                   if k in worker}
+        machine["ray"] = {"address": ray, "chunk_size": ray_chunk, "hosts": worker["hosts"]}
+    else:
+        records, unset, names, machine = _bench_here(chosen, plans, settings, model, dtype, backend, threads,
+                                                     check_seconds, errors)
+    for name, why in unset.items():
+        errors.print(f"decodekit: {name} does not run: {why}", markup=False, highlight=False)
+    skipped.update(unset)
+
+    meta = {
+        **machine, "suite": chosen.name, "max_new_tokens": max_new_tokens,
+        "prompts": len(chosen.prompts), "categories": chosen.categories, "turns": turns, "repeat": repeat,
+        "temperature": temperature, "seed": seed, "num_draft": num_draft, "draft_model": draft_model,
+        "method_options": {p.name: p.options for p in plans if p.options}, "skipped": skipped,
+        "problems": loaded_suite.problems, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "decodekit": __version__,
+    }
+    summary = summarize(records, meta, names)
+    with (out / "results.jsonl").open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_report(summary, records, out)
+    write_viewer(records, summary, out / "viewer.html", view)
+    print_table(summary, stdout_console())
+    plots = "speedup.png, accepted.png" + (", pass_at_1.png" if (out / "pass_at_1.png").exists() else "")
+    errors.print(f"decodekit: wrote {out}/ (report.md, summary.json, results.jsonl, {plots}, viewer.html)",
+                 markup=False, highlight=False)
+
+
+def _bench_here(chosen, plans, settings, model, dtype, backend, threads, check_seconds, errors):
+    """The run in this process, with a progress bar: (records, unset methods, method names, machine meta)."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from decodekit.bench.code_eval.sandbox import Limits
+    from decodekit.bench.code_eval.score import count_checks, score_rows
+    from decodekit.bench.conversation import context_needed
+    from decodekit.bench.machine import cpu_description
+    from decodekit.bench.run import build_contenders, count_generations, run_suite
+    from decodekit.session import Session
+
     session = Session()
     loaded = session.model(model, dtype=dtype, threads=threads, backend=backend)
     n_ctx = context_needed(loaded, chosen, settings)
     contenders, unset = build_contenders(session, loaded, model, plans, settings, n_ctx)
-    for name, why in unset.items():
-        errors.print(f"decodekit: {name} does not run: {why}", markup=False, highlight=False)
-    skipped.update(unset)
 
     total = count_generations(chosen, len(contenders), settings) + len(contenders)
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -133,25 +191,40 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
 
         rows = run_suite(session, loaded, chosen, contenders, settings, advance, notice)
         progress.update(task, completed=total, description="done")
+        checks = count_checks(rows, chosen)
+        if checks:
+            checking = progress.add_task("sandbox", total=checks)
+            rows = score_rows(rows, chosen, Limits(seconds=check_seconds),
+                              lambda label: progress.advance(checking))
 
-    meta = {
-        "model": loaded.name, "dtype": loaded.precision, "device": str(loaded.device), "backend": loaded.backend.name,
-        **cpu_description(),
-        "threads": torch.get_num_threads(), "suite": chosen.name, "max_new_tokens": max_new_tokens,
-        "prompts": len(chosen.prompts), "categories": chosen.categories, "turns": turns, "repeat": repeat,
-        "temperature": temperature, "seed": seed, "num_draft": num_draft, "draft_model": draft_model,
-        "method_options": {p.name: p.options for p in plans if p.options}, "skipped": skipped,
-        "problems": loaded_suite.problems, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "decodekit": __version__,
-    }
-    records = [row.to_json() for row in rows]  # what results.jsonl holds; the report reads the same
-    summary = summarize(records, meta, list(contenders))
-    with (out / "results.jsonl").open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    write_report(summary, records, out)
-    write_viewer(records, summary, out / "viewer.html", view)
-    print_table(summary, stdout_console())
-    errors.print(f"decodekit: wrote {out}/ (report.md, summary.json, results.jsonl, speedup.png, accepted.png, "
-                 "viewer.html)", markup=False, highlight=False)
+    machine = {"model": loaded.name, "dtype": loaded.precision, "device": str(loaded.device),
+               "backend": loaded.backend.name, **cpu_description(), "threads": torch.get_num_threads()}
+    return [row.to_json() for row in rows], unset, list(contenders), machine
+
+
+def _bench_on_ray(address, chunk_size, chosen, plans, settings, model, dtype, backend, threads, check_seconds,
+                  errors):
+    """The run as Ray tasks, one per chunk of problems: (records, unset methods, notices, worker meta)."""
+    from decodekit.bench.distributed import ChunkJob, chunk_prompts, merge, run_on_ray
+
+    jobs = [ChunkJob(model, dtype, backend, threads or 1, tuple(plans), settings, chosen.name, chunk, check_seconds)
+            for chunk in chunk_prompts(chosen.prompts, chunk_size)]
+    errors.print(f"decodekit: {len(chosen.prompts)} prompts in {len(jobs)} Ray tasks of at most {chunk_size}",
+                 markup=False, highlight=False)
+
+    def progress(done: int, total: int) -> None:
+        errors.print(f"decodekit: [{done}/{total}] Ray tasks done", markup=False, highlight=False)
+
+    return merge(run_on_ray(jobs, address, progress))
+
+
+def bare_ray_flag(args: list[str]) -> list[str]:
+    """The command line with a bare `--ray` (last, or followed by another option) given its default,
+    `local`: typer options take a value, and `--ray [ADDRESS]` makes the address optional."""
+    fixed = []
+    for index, arg in enumerate(args):
+        fixed.append(arg)
+        following = args[index + 1] if index + 1 < len(args) else None
+        if arg == "--ray" and (following is None or following.startswith("-")):
+            fixed.append("local")
+    return fixed

@@ -1,10 +1,13 @@
-"""report.md: the tables of a run (overall, by category, task quality, divergences, notes), from summary.json
-and the results rows; the overall and quality rows are shared with the table printed at the end of a run."""
+"""report.md: the tables of a run (overall, by category, task quality, code pass@1, divergences, notes), from
+summary.json and the results rows; the overall, quality and code rows are shared with the tables printed at
+the end of a run."""
 
 from __future__ import annotations
 
+from decodekit.bench.report.code import CODE_COLUMNS, code_rows, has_code, reasons_line
+
 QUALITY_NAMES = {"gsm8k_accuracy": "GSM8K acc", "rouge_l": "ROUGE-L", "chrf": "chrF", "bleu": "BLEU",
-                 "rag_answer_match": "RAG answer"}
+                 "rag_answer_match": "RAG answer", "pass_at_1": "pass@1"}
 COLUMNS = ["method", "speedup vs ar", "speedup vs hf", "tokens/s", "mean accepted", "forwards/token",
            "draft %", "verify %", "identical to ar"]
 
@@ -22,7 +25,7 @@ def _pct(value) -> str:
 
 
 def _score(key: str, value: float) -> str:
-    if key in ("gsm8k_accuracy", "rag_answer_match"):
+    if key in ("gsm8k_accuracy", "rag_answer_match", "pass_at_1"):
         return _pct(value)
     return _f(value, 3 if key == "rouge_l" else 1)
 
@@ -115,6 +118,14 @@ def render_markdown(summary: dict, rows: list[dict]) -> str:
     header, table = quality_table(summary)
     if len(header) > 1:
         out += ["", "## Task quality", "", _markdown(header, table)]
+    if has_code(summary):
+        out += ["", "## Code: pass@1", "", _markdown(CODE_COLUMNS, code_rows(summary)), "",
+                "One reply per problem, run with its tests in the sandbox. The interval is Wilson's at 95%; the "
+                "paired columns count the problems that only the method, or only `ar`, solved, with the exact "
+                "McNemar (binomial) two-sided p-value. Seconds per problem are generation time (the sandbox "
+                "not included). Gate fired: the share of steps where the method's uncertainty gate fired.", "",
+                "![pass@1 against time per problem](pass_at_1.png)", "", "How the problems ended:", ""]
+        out += reasons_line(summary)
     diverged = [r for r in rows if r.get("diverges_at") is not None]
     if diverged:
         out += ["", "## Divergences from ar", "",

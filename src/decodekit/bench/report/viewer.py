@@ -41,7 +41,8 @@ def _output(row: dict) -> dict:
         return {"method": row["method"], "error": row["error"], "identical": None}
     stats = (f"{_plural(row['new_tokens'], 'token')}, {_plural(row['steps'], 'step')}, {row['seconds']:.2f} s"
              + (f", {row['mean_accepted']:.2f} tokens/step" if row.get("mean_accepted") else "")
-             + f", finish: {row['finish_reason']}")
+             + f", finish: {row['finish_reason']}"
+             + (f", tests: {row['check_reason']}" if row.get("check_reason") else ""))
     return {"method": row["method"], "pieces": row["pieces"], "special": row.get("special", []),
             "steps": row.get("trace"), "stats": stats, "identical": row.get("identical_to_ar"),
             "diverges_at": row.get("diverges_at"), "error": None}
