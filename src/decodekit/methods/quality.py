@@ -31,6 +31,7 @@ from decodekit.models.catalog import check_reference
 from decodekit.models.loaded import LoadedModel
 from decodekit.quality.contrastive import BETA, ContrastiveProcessor, check_same_tokenizer
 from decodekit.quality.plausibility import ALPHA, PLAUSIBILITY
+from decodekit.quality.uscd import FILTER, GATE, WEIGHT, LamePromptContrast
 from decodekit.speculative.decoder import Decoder
 
 DEFAULT_AMATEURS = {"qwen2.5-coder-1.5b": "qwen2.5-coder-0.5b"}  # gemma3-270m: smollm2-135m's tokenizer differs
@@ -126,4 +127,31 @@ METHODS = (
     Method("contrastive", "Contrastive Decoding: log p_expert - beta log p_amateur in the plausibility head "
                           "(a second, smaller model of the same tokenizer)", make_contrastive,
            options=("amateur_model", "alpha", "beta", "plausibility", "drafter"), check=check_contrastive),
+)
+
+
+# uscd
+
+def uscd_settings(options: dict[str, Any]) -> tuple[float, float, float]:
+    return (number("uscd", options, "gate", GATE, 0.0, open_low=True),
+            number("uscd", options, "filter", FILTER, 0.0),
+            number("uscd", options, "weight", WEIGHT, 0.0, 1.0))
+
+
+def check_uscd(options: dict[str, Any]) -> None:
+    uscd_settings(options)
+    choice("uscd", options, "drafter", QUALITY_DRAFTERS, "none")
+
+
+def make_uscd(build: Build, options: dict[str, Any]) -> Decoder:
+    check_uscd(options)
+    gate, filter_, weight = uscd_settings(options)
+    model = build.model
+    return Decoder(drafter=drafter_of(build, "uscd", options),
+                   make_processors=lambda: [LamePromptContrast(model, gate, filter_, weight)])
+
+
+METHODS += (
+    Method("uscd", "USCD: contrast with the prompt without its examples, where the standard distribution is "
+                   "uncertain", make_uscd, options=("gate", "filter", "weight", "drafter"), check=check_uscd),
 )
