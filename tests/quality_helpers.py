@@ -37,10 +37,10 @@ class ScatterDrafter:
         pass
 
 
-def run(model, method: str, prompt: list[int], max_new_tokens: int = 32, drafter=None, session=None,
+def run(model, method: str, prompt: list[int], max_new_tokens: int = 32, override=None, session=None,
         **options):
-    """The method's greedy result; with `drafter`, that drafter replaces the method's own."""
+    """The method's greedy result; with `override`, that drafter replaces the method's own."""
     decoder = build_decoder(method, model, session or Session(), options)
-    if drafter is not None:
-        decoder.drafter = drafter
+    if override is not None:
+        decoder.drafter = override
     return Decoding(model, DecodeRequest(list(prompt), max_new_tokens), decoder, method).run()

@@ -30,6 +30,9 @@ from decodekit.methods.method import Build, Method
 from decodekit.models.catalog import check_reference
 from decodekit.models.loaded import LoadedModel
 from decodekit.quality.contrastive import BETA, ContrastiveProcessor, check_same_tokenizer
+from decodekit.quality.dola import ALPHA as DOLA_ALPHA
+from decodekit.quality.dola import PENALTY as DOLA_PENALTY
+from decodekit.quality.dola import DolaLoop, DolaProcessor, candidate_layers, model_layers, parse_layers, tied
 from decodekit.quality.plausibility import ALPHA, PLAUSIBILITY
 from decodekit.quality.uscd import FILTER, GATE, WEIGHT, LamePromptContrast
 from decodekit.speculative.decoder import Decoder
@@ -154,4 +157,37 @@ def make_uscd(build: Build, options: dict[str, Any]) -> Decoder:
 METHODS += (
     Method("uscd", "USCD: contrast with the prompt without its examples, where the standard distribution is "
                    "uncertain", make_uscd, options=("gate", "filter", "weight", "drafter"), check=check_uscd),
+)
+
+
+# dola
+
+def dola_settings(options: dict[str, Any]) -> tuple[object, float, float]:
+    spec = options.get("layers", "low")
+    if spec not in ("low", "high"):
+        parse_layers(spec)
+    return (spec, number("dola", options, "alpha", DOLA_ALPHA, 0.0, 1.0, open_low=True),
+            number("dola", options, "penalty", DOLA_PENALTY, 0.0, open_low=True))
+
+
+def check_dola(options: dict[str, Any]) -> None:
+    dola_settings(options)
+    choice("dola", options, "drafter", QUALITY_DRAFTERS, "none")
+
+
+def make_dola(build: Build, options: dict[str, Any]) -> Decoder:
+    check_dola(options)
+    spec, alpha, penalty = dola_settings(options)
+    model = build.model
+    if model.backend.name not in ("lean", "transformers"):
+        raise UserError(f"dola needs the lean or transformers backend (early-exit logits), not {model.backend.name}")
+    layers = candidate_layers(spec, model_layers(model), tied(model))
+    return Decoder(drafter=drafter_of(build, "dola", options),
+                   make_processors=lambda: [DolaProcessor(layers, alpha, penalty)], make_loop=DolaLoop)
+
+
+METHODS += (
+    Method("dola", "DoLa: the final layer's log-probabilities against the premature layer of largest JS "
+                   "divergence, in the relative-top head", make_dola, options=("layers", "alpha", "penalty", "drafter"),
+           check=check_dola),
 )
