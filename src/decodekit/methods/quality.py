@@ -29,6 +29,9 @@ from decodekit.errors import UserError
 from decodekit.methods.method import Build, Method
 from decodekit.models.catalog import check_reference
 from decodekit.models.loaded import LoadedModel
+from decodekit.quality.adadec import BEAM as ADADEC_BEAM
+from decodekit.quality.adadec import LOOKAHEAD as ADADEC_LOOKAHEAD
+from decodekit.quality.adadec import AdaDecLoop
 from decodekit.quality.contrastive import BETA, ContrastiveProcessor, check_same_tokenizer
 from decodekit.quality.dola import ALPHA as DOLA_ALPHA
 from decodekit.quality.dola import PENALTY as DOLA_PENALTY
@@ -190,4 +193,26 @@ METHODS += (
     Method("dola", "DoLa: the final layer's log-probabilities against the premature layer of largest JS "
                    "divergence, in the relative-top head", make_dola, options=("layers", "alpha", "penalty", "drafter"),
            check=check_dola),
+)
+
+
+# adadec
+
+def adadec_settings(options: dict[str, Any]) -> tuple[float, int, int]:
+    if options.get("threshold") is None:
+        raise UserError("adadec needs the option threshold (nats; calibrate it on development prompts with "
+                        "decodekit.quality.adadec.calibrate_threshold)")
+    return (number("adadec", options, "threshold", 0.0, 0.0), whole("adadec", options, "beam", ADADEC_BEAM, 2),
+            whole("adadec", options, "lookahead", ADADEC_LOOKAHEAD, 1))
+
+
+def make_adadec(build: Build, options: dict[str, Any]) -> Decoder:
+    threshold, beam, lookahead = adadec_settings(options)
+    return Decoder(make_loop=lambda: AdaDecLoop(threshold, beam, lookahead))
+
+
+METHODS += (
+    Method("adadec", "AdaDec: where the entropy passes a calibrated threshold, roll out the top candidates and "
+                     "keep the best by length-normalised log-probability", make_adadec,
+           options=("threshold", "beam", "lookahead"), check=adadec_settings),
 )
