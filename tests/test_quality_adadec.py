@@ -39,6 +39,10 @@ def test_calibration_procedure_on_development_pairs():
     examples = [(p, run(other, "ar", p, 24).token_ids) for p in PROMPTS]
     entropies, wrong = position_signals(model, *examples[0])
     assert len(entropies) == len(wrong) == 24 and any(wrong)
+    own = [(p, run(model, "ar", p, 24).token_ids) for p in PROMPTS]  # greedy's own text: never wrong
+    assert not any(position_signals(model, *own[0])[1])
+    with pytest.raises(UserError, match="right and wrong"):
+        calibrate_threshold(model, own)
     try:
         threshold = calibrate_threshold(model, examples)
     except UserError:  # a random model need not be more often wrong at higher entropy

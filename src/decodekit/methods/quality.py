@@ -36,6 +36,10 @@ from decodekit.quality.contrastive import BETA, ContrastiveProcessor, check_same
 from decodekit.quality.dola import ALPHA as DOLA_ALPHA
 from decodekit.quality.dola import PENALTY as DOLA_PENALTY
 from decodekit.quality.dola import DolaLoop, DolaProcessor, candidate_layers, model_layers, parse_layers, tied
+from decodekit.quality.ead import DWELL as EAD_DWELL
+from decodekit.quality.ead import SMALL_MODEL, EntropySwitchLoop
+from decodekit.quality.ead import THRESHOLD as EAD_THRESHOLD
+from decodekit.quality.ead import WINDOW as EAD_WINDOW
 from decodekit.quality.plausibility import ALPHA, PLAUSIBILITY
 from decodekit.quality.uscd import FILTER, GATE, WEIGHT, LamePromptContrast
 from decodekit.speculative.decoder import Decoder
@@ -215,4 +219,31 @@ METHODS += (
     Method("adadec", "AdaDec: where the entropy passes a calibrated threshold, roll out the top candidates and "
                      "keep the best by length-normalised log-probability", make_adadec,
            options=("threshold", "beam", "lookahead"), check=adadec_settings),
+)
+
+
+# ead
+
+def ead_settings(options: dict[str, Any]) -> tuple[int, float, int]:
+    return (whole("ead", options, "window", EAD_WINDOW), number("ead", options, "threshold", EAD_THRESHOLD, 0.0),
+            whole("ead", options, "dwell", EAD_DWELL))
+
+
+def check_ead(options: dict[str, Any]) -> None:
+    ead_settings(options)
+    check_model_name("ead", options, "small_model")
+
+
+def make_ead(build: Build, options: dict[str, Any]) -> Decoder:
+    check_ead(options)
+    window, threshold, dwell = ead_settings(options)
+    given = options.get("small_model")
+    small = second_model(build, "ead", "small_model", given, {build.model.name: SMALL_MODEL} if given is None else {})
+    return Decoder(make_loop=lambda: EntropySwitchLoop(small, window, threshold, dwell))
+
+
+METHODS += (
+    Method("ead", "Entropy Adaptive Decoding: a small model while the rolling entropy is low, the target while "
+                  "it is high (with a minimum dwell)", make_ead, options=("small_model", "window", "threshold",
+                                                                          "dwell"), check=check_ead),
 )

@@ -59,7 +59,9 @@ class AdaDecLoop:
         if entropy(logits[0]) < self.threshold:
             return commit(state, proposal, logits)
         self.gated += 1
-        return commit_token(state, proposal, logits, self.rerank(state, logits[:1]))
+        token = self.rerank(state, logits[:1])
+        state.cache.keep(proposal.past, [0])  # the root; the rollouts ran on forks
+        return commit_token(state, logits, token, proposal.started, proposal.drafted)
 
     def rerank(self, state: DecodeState, root_logits: torch.Tensor) -> int:
         """The best of the top-B candidates after the root by their rollouts' length-normalised log-probability."""
