@@ -10,11 +10,15 @@ the prompt text; the tokenizer encodes the result):
 When nothing is removed the lame prompt equals the prompt, and the contrast only rescales the distribution.
 
 Rule, per position, with p the standard prompt's distribution and p_lame the lame prompt's:
-- the gate: when std(p) over the vocabulary > `gate` (0.005) the model is confident and log p is kept;
+- the gate: when std(p) over the vocabulary, scaled by sqrt(V / 32016), is > `gate` (0.005) the model is
+  confident and log p is kept;
 - otherwise the tokens with p < mean(p) * `filter` (0.666667) are dropped, and the scores are
   log(p - `weight` * p_lame) (weight 0.7), -inf where that is not positive (the official code's
   `src_weights 1.0 -0.7`, `mean_num 0.005`, `filter_num 0.666667`). The gate is the official code's (the
-  standard deviation of p); it depends on the vocabulary size (a one-hot p has std about 1/sqrt(V)).
+  standard deviation of p), whose 0.005 was set for CodeLlama's V = 32016 tokens; a one-hot p has std about
+  1/sqrt(V), so unscaled the same number would call every distribution uncertain for V > 40000 (SmolLM2's
+  49152: the gate fired at every token). Scaling by sqrt(V / 32016) keeps the reference's meaning (about:
+  confident when sum p^2 > 0.8) for any vocabulary.
 The share of committed tokens at which the contrast applied is `quality["uscd_gate_share"]`.
 
 The lame context runs in its own cache of the same model (context.py), forwarded over the same draft-tree
@@ -34,6 +38,7 @@ from decodekit.quality.context import ModelContext
 from decodekit.sampling import Processor
 
 GATE = 0.005
+GATE_VOCAB = 32016  # the vocabulary the reference's gate was set for (CodeLlama)
 FILTER = 0.666667
 WEIGHT = 0.7
 NEG_INF = float("-inf")
@@ -74,7 +79,7 @@ def uscd_scores(standard: torch.Tensor, lame: torch.Tensor, gate: float = GATE, 
     log_p = standard.float().log_softmax(dim=-1)
     p = log_p.exp()
     p_lame = lame.float().softmax(dim=-1)
-    uncertain = p.std(dim=-1) <= gate
+    uncertain = p.std(dim=-1) * (p.shape[-1] / GATE_VOCAB) ** 0.5 <= gate
     keep = p >= p.mean(dim=-1, keepdim=True) * filter_
     mixed = (p - weight * p_lame).masked_fill(~keep, 0.0)
     contrast = torch.where(mixed > 0, mixed.clamp_min(1e-38).log(), torch.full_like(mixed, NEG_INF))
