@@ -136,7 +136,7 @@ def make_contrastive(build: Build, options: dict[str, Any]) -> Decoder:
 METHODS = (
     Method("contrastive", "Contrastive Decoding: log p_expert - beta log p_amateur in the plausibility head "
                           "(a second, smaller model of the same tokenizer)", make_contrastive,
-           options=("amateur_model", "alpha", "beta", "plausibility", "drafter"), check=check_contrastive),
+           options=("amateur_model", "alpha", "beta", "plausibility", "drafter"), check=check_contrastive, lossless=False),
 )
 
 
@@ -163,7 +163,7 @@ def make_uscd(build: Build, options: dict[str, Any]) -> Decoder:
 
 METHODS += (
     Method("uscd", "USCD: contrast with the prompt without its examples, where the standard distribution is "
-                   "uncertain", make_uscd, options=("gate", "filter", "weight", "drafter"), check=check_uscd),
+                   "uncertain", make_uscd, options=("gate", "filter", "weight", "drafter"), check=check_uscd, lossless=False),
 )
 
 
@@ -196,7 +196,7 @@ def make_dola(build: Build, options: dict[str, Any]) -> Decoder:
 METHODS += (
     Method("dola", "DoLa: the final layer's log-probabilities against the premature layer of largest JS "
                    "divergence, in the relative-top head", make_dola, options=("layers", "alpha", "penalty", "drafter"),
-           check=check_dola),
+           check=check_dola, lossless=False),
 )
 
 
@@ -218,7 +218,7 @@ def make_adadec(build: Build, options: dict[str, Any]) -> Decoder:
 METHODS += (
     Method("adadec", "AdaDec: where the entropy passes a calibrated threshold, roll out the top candidates and "
                      "keep the best by length-normalised log-probability", make_adadec,
-           options=("threshold", "beam", "lookahead"), check=adadec_settings),
+           options=("threshold", "beam", "lookahead"), check=adadec_settings, lossless=False),
 )
 
 
@@ -245,5 +245,5 @@ def make_ead(build: Build, options: dict[str, Any]) -> Decoder:
 METHODS += (
     Method("ead", "Entropy Adaptive Decoding: a small model while the rolling entropy is low, the target while "
                   "it is high (with a minimum dwell)", make_ead, options=("small_model", "window", "threshold",
-                                                                          "dwell"), check=check_ead),
+                                                                          "dwell"), check=check_ead, lossless=False),
 )
