@@ -6,7 +6,9 @@ the processed distribution is rolled out greedily for up to `lookahead` (L = 5) 
 end-of-sequence token), and scored by its length-normalised log-probability
 (log p(c) + sum of the rollout's log-probabilities) / (rollout length + 1); the best candidate is committed
 (only it: the next token is decided afresh). The official code rolls out with a beam of B and stops early on
-Python-specific line heuristics; here the rollout is greedy and language-neutral.
+Python-specific line heuristics; here the rollout is greedy and language-neutral. AdaDec is a greedy method;
+when the request samples, the ungated tokens are sampled (the speculative step's rule) and the gated ones are
+still reranked.
 
 Rollouts run on forked caches (`cache.fork()`), the B candidates as B sequences of one batched forward per
 rollout token, with a clone of the request's sampler each (so a repetition penalty sees each rollout's own
