@@ -107,6 +107,7 @@ def test_greedy_identity_under_drafters_and_gate_share(backend):
         alone = _uscd(model, prompt)
         assert _uscd(model, prompt).token_ids == alone.token_ids  # deterministic
         assert 0 < alone.quality["uscd_gate_share"] < 1 and alone.quality["uscd_tokens"] == 40
+        assert alone.quality["uscd_batched_forwards"] == 40  # the lame tree rode in the target's forward
         differs += alone.token_ids != run(model, "ar", prompt, 40).token_ids
         for drafter in ("pld", ScatterDrafter(64)):
             drafted = _uscd(model, prompt, drafter)

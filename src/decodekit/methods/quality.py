@@ -41,7 +41,7 @@ from decodekit.quality.ead import SMALL_MODEL, EntropySwitchLoop
 from decodekit.quality.ead import THRESHOLD as EAD_THRESHOLD
 from decodekit.quality.ead import WINDOW as EAD_WINDOW
 from decodekit.quality.plausibility import ALPHA, PLAUSIBILITY
-from decodekit.quality.uscd import FILTER, GATE, WEIGHT, LamePromptContrast
+from decodekit.quality.uscd import FILTER, GATE, WEIGHT, LamePromptContrast, UscdLoop
 from decodekit.speculative.decoder import Decoder
 
 DEFAULT_AMATEURS = {"qwen2.5-coder-1.5b": "qwen2.5-coder-0.5b"}  # gemma3-270m: smollm2-135m's tokenizer differs
@@ -158,7 +158,7 @@ def make_uscd(build: Build, options: dict[str, Any]) -> Decoder:
     gate, filter_, weight = uscd_settings(options)
     model = build.model
     return Decoder(drafter=drafter_of(build, "uscd", options),
-                   make_processors=lambda: [LamePromptContrast(model, gate, filter_, weight)])
+                   make_processors=lambda: [LamePromptContrast(model, gate, filter_, weight)], make_loop=UscdLoop)
 
 
 METHODS += (

@@ -21,9 +21,11 @@ Rule, per position, with p the standard prompt's distribution and p_lame the lam
   confident when sum p^2 > 0.8) for any vocabulary.
 The share of committed tokens at which the contrast applied is `quality["uscd_gate_share"]`.
 
-The lame context runs in its own cache of the same model (context.py), forwarded over the same draft-tree
-rows in a second forward (not one batched forward with the standard prompt, which the engine's step owns);
-the rule is a function of the prefix, so greedy speculation gives exactly the method's own output.
+Both prompts run as two sequences of ONE batched forward (`backend.forward_batch`): USCD has a step of its
+own (`UscdLoop`), the speculative step whose forward also carries the lame context's tree (the same draft
+rows, in a cache of the same model from the target cache's store, context.py), handed to the processor
+before verification. Rows the step did not forward (a draft model's q) get their own lame forward. The rule
+is a function of the prefix, so greedy speculation gives exactly the method's own output.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import torch
 from decodekit.models.loaded import LoadedModel
 from decodekit.quality.context import ModelContext
 from decodekit.sampling import Processor
+from decodekit.speculative.step import DecodeState, commit, propose
+from decodekit.speculative.tree import row_paths
 
 GATE = 0.005
 GATE_VOCAB = 32016  # the vocabulary the reference's gate was set for (CodeLlama)
@@ -133,3 +137,31 @@ class LamePromptContrast(Processor):
     def quality(self) -> dict[str, float]:
         return {"uscd_gate_share": self.gated / self.tokens if self.tokens else 0.0,
                 "uscd_tokens": float(self.tokens)}
+
+
+def sibling_cache(cache):
+    """An empty cache that one batched forward can serve with `cache` (a fork of it, emptied)."""
+    twin = cache.fork()
+    twin.truncate(0)
+    return twin
+
+
+class UscdLoop:
+    """The speculative step with the lame prompt's tree in the same batched forward (see the docstring)."""
+
+    def __init__(self) -> None:
+        self.batched = 0
+
+    def __call__(self, state: DecodeState):
+        processor = next(p for p in state.sampler.chain if isinstance(p, LamePromptContrast))
+        context = processor.context
+        context.ready(lambda: sibling_cache(state.cache))
+        proposal = propose(state)
+        lame = context.prepare(row_paths(proposal.draft))
+        logits, lame_logits = state.model.backend.forward_batch([proposal.forward, lame])
+        context.absorb(lame_logits)
+        self.batched += 1
+        return commit(state, proposal, logits)
+
+    def quality(self) -> dict[str, float]:
+        return {"uscd_batched_forwards": float(self.batched)}
