@@ -32,21 +32,24 @@ def has_close_elements(numbers: List[float], threshold: float) -> bool:
     given threshold.
     """
 '''
-MBPP = '''You are an expert Python programmer, and here is your task: Write a function to find the shared elements from the given two lists. Your code should pass these tests:
+MBPP = ('''You are an expert Python programmer, and here is your task: Write a function to find the shared '''
+        '''elements from the given two lists. Your code should pass these tests:
 
 assert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))
 assert set(similar_elements((1, 2, 3, 4),(5, 4, 3, 7))) == set((3, 4))
 [BEGIN]
-'''
-MBPP_LAME = '''You are an expert Python programmer, and here is your task: Write a function to find the shared elements from the given two lists.
+''')
+MBPP_LAME = ('''You are an expert Python programmer, and here is your task: Write a function to find the '''
+             '''shared elements from the given two lists.
 
 [BEGIN]
-'''
+''')
 
 
 def test_lame_prompt_of_a_humaneval_prompt():
     assert lame_prompt(HUMANEVAL) == HUMANEVAL_LAME
-    with_header = HUMANEVAL.replace("    >>> has_close_elements([1.0, 2.0", "    For example:\n    >>> has_close_elements([1.0, 2.0")
+    first = "    >>> has_close_elements([1.0, 2.0"
+    with_header = HUMANEVAL.replace(first, "    For example:\n" + first)
     assert lame_prompt(with_header) == HUMANEVAL_LAME
 
 

@@ -56,7 +56,8 @@ def number(method: str, options: dict[str, Any], key: str, default: float, low: 
         raise UserError(f"{method} option {key} takes a number, got {value!r}")
     below = low is not None and (value <= low if open_low else value < low)
     if below or (high is not None and value > high):
-        bounds = f"{'(' if open_low else '['}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        lower, upper = low if low is not None else "-inf", high if high is not None else "inf"
+        bounds = f"{'(' if open_low else '['}{lower}, {upper}]"
         raise UserError(f"{method} option {key} must be in {bounds}, got {value!r}")
     return float(value)
 
@@ -136,7 +137,8 @@ def make_contrastive(build: Build, options: dict[str, Any]) -> Decoder:
 METHODS = (
     Method("contrastive", "Contrastive Decoding: log p_expert - beta log p_amateur in the plausibility head "
                           "(a second, smaller model of the same tokenizer)", make_contrastive,
-           options=("amateur_model", "alpha", "beta", "plausibility", "drafter"), check=check_contrastive, lossless=False),
+           options=("amateur_model", "alpha", "beta", "plausibility", "drafter"), check=check_contrastive,
+           lossless=False),
 )
 
 
@@ -163,7 +165,8 @@ def make_uscd(build: Build, options: dict[str, Any]) -> Decoder:
 
 METHODS += (
     Method("uscd", "USCD: contrast with the prompt without its examples, where the standard distribution is "
-                   "uncertain", make_uscd, options=("gate", "filter", "weight", "drafter"), check=check_uscd, lossless=False),
+                   "uncertain", make_uscd, options=("gate", "filter", "weight", "drafter"), check=check_uscd,
+           lossless=False),
 )
 
 

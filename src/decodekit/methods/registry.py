@@ -17,8 +17,8 @@ from decodekit.models.loaded import LoadedModel
 from decodekit.session import Session
 from decodekit.speculative.decoder import Decoder
 
-METHODS = MappingProxyType({method.name: method for family in (
-    baseline.METHODS, retrieval.METHODS, model_drafting.METHODS, self_tuning.METHODS, quality.METHODS) for method in family})
+FAMILIES = (baseline.METHODS, retrieval.METHODS, model_drafting.METHODS, self_tuning.METHODS, quality.METHODS)
+METHODS = MappingProxyType({method.name: method for family in FAMILIES for method in family})
 
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
