@@ -1,6 +1,7 @@
 """AdaDec: the rerank score, the threshold fit on hand-made signals and its calibration procedure, option
 checks, the gate (never / always), determinism and the gate-fire share."""
 
+import json
 import math
 
 import pytest
@@ -50,7 +51,29 @@ def test_calibration_procedure_on_development_pairs():
     assert math.isfinite(threshold)
 
 
-@pytest.mark.parametrize("options", [{}, {"threshold": -1}, {"threshold": "x"}, {"threshold": 1, "beam": 1},
+def test_threshold_required_where_none_was_measured():
+    with pytest.raises(UserError, match="needs the option threshold"):
+        run(tiny_model(64, seed=6, layers=1), "adadec", [1, 2, 3], 2)
+
+
+def test_mbpp_examples(tmp_path):
+    from decodekit.quality.adadec import mbpp_examples
+
+    row = {"text": "Add.", "code": "def add(a, b):\r\n  return a + b", "task_id": 511,
+           "test_list": ["assert add(1, 2) == 3"]}
+    path = tmp_path / "mbpp.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps({**row, "task_id": 3}) + "\n")
+    seen = []
+
+    def tokenizer(text, add_special_tokens=True):
+        seen.append(text)
+        return {"input_ids": [len(text)]}
+
+    assert mbpp_examples(str(path), tokenizer) == [([len(seen[0])], [len(seen[1])])]
+    assert seen[0].endswith("assert add(1, 2) == 3\n[BEGIN]\n") and seen[1] == "def add(a, b):\n  return a + b"
+
+
+@pytest.mark.parametrize("options", [{"threshold": -1}, {"threshold": "x"}, {"threshold": 1, "beam": 1},
                                      {"threshold": 1, "lookahead": 0}, {"threshold": 1, "drafter": "pld"}])
 def test_bad_options_fail_before_loading(options):
     with pytest.raises(UserError):

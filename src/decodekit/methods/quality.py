@@ -10,7 +10,8 @@
 `dola`         DoLa (quality/dola.py): the final layer against the premature layer of largest JS divergence.
                Options: `layers` low | high | a list, `alpha` 0.1, `penalty` 1.2, `drafter`.
 `adadec`       AdaDec (quality/adadec.py): at uncertain positions, roll out the top candidates and keep the best.
-               Options: `threshold` (required: calibrate_threshold), `beam` 3, `lookahead` 5.
+               Options: `threshold` (measured for smollm2-135m, else required: calibrate_threshold), `beam` 3,
+               `lookahead` 5.
 `ead`          Entropy Adaptive Decoding (quality/ead.py): a small model where the rolling entropy is low, the
                target where it is high. Options: `small_model` (default qwen2.5-coder-0.5b), `window` 5,
                `threshold` 1.0 (bits), `dwell` 4.
@@ -31,7 +32,7 @@ from decodekit.models.catalog import check_reference
 from decodekit.models.loaded import LoadedModel
 from decodekit.quality.adadec import BEAM as ADADEC_BEAM
 from decodekit.quality.adadec import LOOKAHEAD as ADADEC_LOOKAHEAD
-from decodekit.quality.adadec import AdaDecLoop
+from decodekit.quality.adadec import MEASURED_THRESHOLDS, AdaDecLoop
 from decodekit.quality.contrastive import BETA, ContrastiveProcessor, check_same_tokenizer
 from decodekit.quality.dola import ALPHA as DOLA_ALPHA
 from decodekit.quality.dola import PENALTY as DOLA_PENALTY
@@ -205,16 +206,19 @@ METHODS += (
 
 # adadec
 
-def adadec_settings(options: dict[str, Any]) -> tuple[float, int, int]:
-    if options.get("threshold") is None:
-        raise UserError("adadec needs the option threshold (nats; calibrate it on development prompts with "
-                        "decodekit.quality.adadec.calibrate_threshold)")
-    return (number("adadec", options, "threshold", 0.0, 0.0), whole("adadec", options, "beam", ADADEC_BEAM, 2),
-            whole("adadec", options, "lookahead", ADADEC_LOOKAHEAD, 1))
+def adadec_settings(options: dict[str, Any]) -> tuple[float | None, int, int]:
+    threshold = None if options.get("threshold") is None else number("adadec", options, "threshold", 0.0, 0.0)
+    return threshold, whole("adadec", options, "beam", ADADEC_BEAM, 2), whole("adadec", options, "lookahead",
+                                                                           ADADEC_LOOKAHEAD, 1)
 
 
 def make_adadec(build: Build, options: dict[str, Any]) -> Decoder:
     threshold, beam, lookahead = adadec_settings(options)
+    if threshold is None:
+        threshold = MEASURED_THRESHOLDS.get(build.model.name)
+    if threshold is None:
+        raise UserError(f"adadec needs the option threshold for {build.model.name!r} (nats; calibrate it on "
+                        "development prompts with decodekit.quality.adadec.calibrate_threshold)")
     return Decoder(make_loop=lambda: AdaDecLoop(threshold, beam, lookahead))
 
 
