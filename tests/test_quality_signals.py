@@ -37,6 +37,9 @@ def test_steps_carry_varentropy_and_results_their_counters():
     gated = run(model, "adadec", [3, 1, 4, 1, 5], 8, threshold=0.0)
     assert gated.to_json()["quality"]["adadec_gate_share"] == 1.0
     assert all(len(s.varentropy) == 1 for s in gated.steps)
+    from decodekit.bench.outcome import Outcome
+
+    assert Outcome.from_result(gated).quality == gated.quality  # what a bench run can read
 
 
 def test_step_together_runs_a_methods_own_step_alone():

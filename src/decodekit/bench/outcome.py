@@ -9,7 +9,7 @@ token), and a clock the decoder cannot split is None rather than a guess.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from decodekit.trace import GenerationResult
 
@@ -28,6 +28,7 @@ class Outcome:
     drafted_tokens: int | None = None
     accepted_tokens: int | None = None
     trace: list[dict] | None = None  # per step: committed (count), drafted (ids), parents, accepted (node indices)
+    quality: dict[str, float] = field(default_factory=dict)  # a quality method's counters (GenerationResult.quality)
 
     @classmethod
     def from_result(cls, result: GenerationResult) -> Outcome:
@@ -41,4 +42,5 @@ class Outcome:
             drafted_tokens=stats["drafted_tokens"], accepted_tokens=result.accepted_tokens,
             trace=[{"committed": len(s.committed), "drafted": list(s.drafted), "parents": list(s.parents),
                     "accepted": list(s.accepted)} for s in result.steps],
+            quality=dict(result.quality),
         )
