@@ -14,7 +14,7 @@ from decodekit.bench.code_eval.stats import binomial_two_sided, code_block, mcne
 from decodekit.bench.code_eval.tasks import MBPP_INSTRUCTION, called_function
 from decodekit.bench.code_reply import extract_code
 from decodekit.bench.metrics import summarize
-from decodekit.bench.outcome import gate_count
+from decodekit.bench.outcome import Outcome
 from decodekit.bench.report.markdown import render_markdown
 from decodekit.bench.report.write import write_report
 from decodekit.bench.rows import FailedRow, ResultRow
@@ -173,8 +173,9 @@ def code_rows(solved: dict[str, list[bool]], gates: dict[str, int] | None = None
     for method, outcomes in solved.items():
         for qid, passed in enumerate(outcomes):
             row = make_row(method, qid, "mbpp", 2.0 if method == "ar" else 1.0, [1, 2, 3, 4])
+            fired = (gates or {}).get(method)
             row.update(passed=passed, check_reason="passed" if passed else "failed: AssertionError",
-                       gate_fired=(gates or {}).get(method))
+                       gate_fired=fired, gate_positions=None if fired is None else 4)
             rows.append(row)
     return rows
 
@@ -194,7 +195,7 @@ def test_summary_code_block_pairs_with_ar_and_reads_the_gate():
     assert mine["seconds_per_problem"] == 1.0 and mine["tokens_per_second"] == 4.0
     assert summary["methods"]["ar"]["code"]["vs_ar"] is None
     assert summary["methods"]["ar"]["gate_share"] is None
-    assert summary["methods"]["gated"]["gate_share"] == 0.25  # one step in four
+    assert summary["methods"]["gated"]["gate_share"] == 0.25  # one position in four
     assert summary["methods"]["gated"]["quality"]["pass_at_1"] == 0.75  # of the checked replies
     assert code_block([make_row("ar", 1, "qa", 1.0, [1])], "ar") is None
 
@@ -216,13 +217,14 @@ def test_the_report_has_a_code_table_and_a_pass_at_1_plot(tmp_path):
     assert "Code: pass@1" not in render_markdown(plain, [])
 
 
-def test_the_gate_counter_of_a_generation():
+def test_the_gate_counters_of_a_generation():
     steps = [StepRecord([1]), StepRecord([2])]
     result = GenerationResult("", [1, 2], "length", "ar", 3, steps, 1.0, 0.1)
-    assert gate_count(result) is None
-    for step, fired in zip(steps, (True, False)):
-        step.gate_fired = fired
-    assert gate_count(result) == 1
+    plain = Outcome.from_result(result)
+    assert plain.gate_fired is None and plain.gate_positions is None
+    result.quality = {"uscd_gate_share": 0.5, "gate_fired": 1.0, "gate_positions": 2.0}
+    gated = Outcome.from_result(result)
+    assert (gated.gate_fired, gated.gate_positions) == (1, 2)
 
 
 def test_mistakes_in_code_options_fail_in_one_line(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ class StepRecord:
     verify_seconds: float = 0.0  # the target forward and the acceptance rule
     entropy: list[float] = field(default_factory=list)  # per committed token, of the target distribution
     margin: list[float] = field(default_factory=list)  # per committed token: p(top-1) - p(top-2)
+    varentropy: list[float] = field(default_factory=list)  # per committed token: the surprisal's variance
     # only when the request asks for them: per committed token, its log-probability under the processed
     # distribution it was chosen from, and the request's top-k (token, log-probability) pairs of that row
     logprobs: list[float] = field(default_factory=list)
@@ -36,6 +37,9 @@ class GenerationResult:
     prefill_seconds: float
     draft_forward_passes: int = 0  # forwards of a separate draft model or of a layer-skipped target
     complete: bool | None = None  # whether the request's constraints accept the output (None: no constraint)
+    # a quality method's counters (quality/): e.g. the share of tokens where its gate fired, or the share
+    # each of two models produced; empty for the lossless methods
+    quality: dict[str, float] = field(default_factory=dict)
 
     @property
     def forward_passes(self) -> int:
@@ -74,6 +78,8 @@ class GenerationResult:
                 "method": self.method, "stats": self.stats}
         if self.complete is not None:
             data["complete"] = self.complete
+        if self.quality:
+            data["quality"] = dict(self.quality)
         if trace:
             data["steps"] = [asdict(step) for step in self.steps]
         return data

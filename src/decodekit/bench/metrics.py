@@ -16,8 +16,8 @@ Per method, overall and by category:
   (summarization, rouge-score), chrF and BLEU (translation, sacrebleu), and for rag the share of answers
   that contain one of the accepted answers; on code problems pass_at_1 (the share of checked replies that
   passed their tests).
-- gate_share: steps where the method's uncertainty gate fired over its steps, on the generations that report
-  a gate (`gate_fired`); None for a method without one.
+- gate_share: positions where the method's uncertainty gate fired over the positions it looked at
+  (`gate_fired` / `gate_positions`), on the generations that report a gate; None for a method without one.
 - code (per method, code suites only; code_eval/stats.py): pass@1 with its 95% Wilson interval, the exact
   McNemar comparison with `ar`, seconds per problem, tokens/s and how the problems ended.
 """
@@ -163,7 +163,7 @@ def block(rows: list[dict], ar: dict[tuple, dict], hf: dict[tuple, dict] | None)
         "acceptance_rate": _ratio(accepted, drafted) if drafted and accepted is not None else None,
         "identical_to_ar": round(statistics.fmean(identical), 4) if identical else None,
         "median_divergence": statistics.median(divergences) if divergences else None,
-        "gate_share": _ratio(sum(r["gate_fired"] for r in gated), sum(r["steps"] for r in gated)) if gated else None,
+        "gate_share": _ratio(sum(r["gate_fired"] for r in gated), sum(r["gate_positions"] for r in gated)) if gated else None,
         "generations": len(rows),
         "new_tokens": new_tokens,
         "seconds": round(seconds, 4),

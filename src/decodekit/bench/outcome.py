@@ -5,12 +5,13 @@ the prefill (`forward_passes` adds the prefill). An external baseline's prefill 
 first token, so there every target forward is a step. Either way `new tokens / steps` is the mean number of
 tokens that one target forward committed (Spec-Bench's "mean accepted tokens", which counts the bonus
 token), and a clock the decoder cannot split is None rather than a guess. A method with an uncertainty gate
-(quality methods) reports on how many steps it fired (`gate_fired`, see gate_count).
+(quality methods) reports at how many of the positions it looked at it fired (`gate_fired` of
+`gate_positions`, from the method's `quality` counters).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from decodekit.trace import GenerationResult
 
@@ -29,7 +30,9 @@ class Outcome:
     drafted_tokens: int | None = None
     accepted_tokens: int | None = None
     trace: list[dict] | None = None  # per step: committed (count), drafted (ids), parents, accepted (node indices)
-    gate_fired: int | None = None  # steps where an uncertainty gate fired; None for a method without one
+    gate_fired: int | None = None  # positions where an uncertainty gate fired; None for a method without one
+    gate_positions: int | None = None  # the positions the gate looked at
+    quality: dict[str, float] = field(default_factory=dict)  # a quality method's counters (GenerationResult.quality)
 
     @classmethod
     def from_result(cls, result: GenerationResult) -> Outcome:
@@ -43,17 +46,12 @@ class Outcome:
             drafted_tokens=stats["drafted_tokens"], accepted_tokens=result.accepted_tokens,
             trace=[{"committed": len(s.committed), "drafted": list(s.drafted), "parents": list(s.parents),
                     "accepted": list(s.accepted)} for s in result.steps],
-            gate_fired=gate_count(result),
+            gate_fired=_count(result.quality.get("gate_fired")),
+            gate_positions=_count(result.quality.get("gate_positions")),
+            quality=dict(result.quality),
         )
 
 
-def gate_count(result: GenerationResult) -> int | None:
-    """On how many steps a method's uncertainty gate fired: `result.stats["gate_fired"]` (an int) where the
-    method reports it, else the steps whose record has a true `gate_fired` where step records carry that
-    attribute; None for a method without a gate."""
-    counted = result.stats.get("gate_fired")
-    if counted is not None:
-        return int(counted)
-    if any(hasattr(step, "gate_fired") for step in result.steps):
-        return sum(bool(getattr(step, "gate_fired", False)) for step in result.steps)
-    return None
+def _count(value: float | None) -> int | None:
+    """A gate counter of a quality method's `quality()` (quality/: `gate_fired`, `gate_positions`), or None."""
+    return None if value is None else int(value)

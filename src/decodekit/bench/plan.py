@@ -47,7 +47,8 @@ class BenchSettings:
 
 
 def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) -> tuple[list[MethodPlan], dict]:
-    """Check a comma-separated method list (or `all`) before any model loads.
+    """Check a comma-separated method list (or `all`: every lossless method, not the quality ones) before any
+    model loads.
 
     Returns the plans, `ar` first, and {method: why} for methods that cannot run here (the llama.cpp
     baselines without llama-cpp-python). Options go to every decodekit method that takes them; an option
@@ -58,7 +59,7 @@ def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) 
         raise UserError("--methods is empty: name at least one method, or all")
     expand = names == ["all"]
     if expand:
-        names = list(METHODS) + ["hf", "hf-pld"] + (["hf-assisted"] if draft_model else []) + list(LLAMACPP)
+        names = [n for n, m in METHODS.items() if m.lossless] + ["hf", "hf-pld"] + (["hf-assisted"] if draft_model else []) + list(LLAMACPP)
     unknown = [n for n in names if n not in METHODS and n not in BASELINES]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)} (decodekit) "

@@ -1,7 +1,7 @@
 """The rows of results.jsonl, typed: one `ResultRow` per prompt, turn and method that generated, one
 `FailedRow` where the method raised. A code suite's rows also say whether the reply passed its tests
 (`passed`, `check_reason`, `check_seconds`, filled in by code_eval/score.py), and a method with an uncertainty
-gate says on how many steps it fired (`gate_fired`). `to_json()` gives the row as it is written, with the keys that earlier
+gate says at how many positions it fired (`gate_fired` of `gate_positions`). `to_json()` gives the row as it is written, with the keys that earlier
 runs have (so `bench --compare` and the report read old and new runs alike)."""
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ class ResultRow:
     error: None = None
     identical_to_ar: bool | None = None  # None where ar has no row for this turn
     diverges_at: int | None = None
-    gate_fired: int | None = None  # steps where the method's uncertainty gate fired (None: no gate)
+    gate_fired: int | None = None  # positions where the method's uncertainty gate fired (None: no gate)
+    gate_positions: int | None = None  # the positions the gate looked at
     passed: bool | None = None  # a code problem: whether the reply passed its tests (None: not a code row)
     check_reason: str | None = None  # the sandbox's reason (code_eval/sandbox.py)
     check_seconds: float | None = None  # the sandbox's wall time
@@ -111,7 +112,7 @@ def result_row(model: LoadedModel, prompt: Prompt, turn: int, method: str, promp
         repeats_agree=all(r.token_ids == first.token_ids for r in runs),
         reference=prompt.reference[turn] if turn < len(prompt.reference) else None,
         turn_text=prompt.turns[turn], text=assembler.text, token_ids=first.token_ids, pieces=pieces,
-        special=special, trace=trace, gate_fired=first.gate_fired,
+        special=special, trace=trace, gate_fired=first.gate_fired, gate_positions=first.gate_positions,
     )
 
 

@@ -36,6 +36,7 @@ class Method:
     make: Callable[[Build, dict[str, Any]], Decoder]
     options: tuple[str, ...] = ()  # the keys of `options` it reads (e.g. "corpus", "draft_model")
     check: OptionsCheck | None = None  # cheap checks of option values, run before any model loads
+    lossless: bool = True  # greedy output equals `ar`'s (False for the quality methods, which change it)
 
 
 def drafting(make_drafter: Callable[[Build, dict[str, Any]], Drafter | None]

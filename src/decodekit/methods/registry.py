@@ -11,14 +11,14 @@ from types import MappingProxyType
 from typing import Any
 
 from decodekit.errors import UserError
-from decodekit.methods import baseline, model_drafting, retrieval, self_tuning
+from decodekit.methods import baseline, model_drafting, quality, retrieval, self_tuning
 from decodekit.methods.method import Build, Method
 from decodekit.models.loaded import LoadedModel
 from decodekit.session import Session
 from decodekit.speculative.decoder import Decoder
 
-METHODS = MappingProxyType({method.name: method for family in (
-    baseline.METHODS, retrieval.METHODS, model_drafting.METHODS, self_tuning.METHODS) for method in family})
+FAMILIES = (baseline.METHODS, retrieval.METHODS, model_drafting.METHODS, self_tuning.METHODS, quality.METHODS)
+METHODS = MappingProxyType({method.name: method for family in FAMILIES for method in family})
 
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> Method:

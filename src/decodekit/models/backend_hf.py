@@ -66,8 +66,11 @@ class TransformersBackend:
         tree_mask: torch.Tensor | None = None,
         last: int = 0,
         skip_layers: frozenset[int] | None = None,
-    ) -> torch.Tensor:
-        """Logits (float32, one row per new token, or only the `last` rows when `last` > 0).
+        exit_layers: Sequence[int] | None = None,
+    ):
+        """Logits (float32, one row per new token, or only the `last` rows when `last` > 0); with
+        `exit_layers`, `(logits, {j: the final norm and head applied to the hidden state after j layers})`
+        from the same forward (`output_hidden_states`; 0 = the embeddings).
 
         `tree_mask[i, j]` says whether new token i may attend to new token j; None means causal.
         `skip_layers`: decoder layer indices to leave out. A skipped layer neither reads nor writes its cache
@@ -103,11 +106,20 @@ class TransformersBackend:
                 attention_mask=mask,
                 use_cache=True,
                 logits_to_keep=last,
+                **({"output_hidden_states": True} if exit_layers else {}),
             )
         finally:
             for i, layer in originals.items():
                 layers[i] = layer
+        if exit_layers:
+            return out.logits[0].float(), {j: self._exit(out.hidden_states[j][0], last) for j in exit_layers}
         return out.logits[0].float()
+
+    def _exit(self, hidden: torch.Tensor, last: int) -> torch.Tensor:
+        if last:
+            hidden = hidden[-last:]
+        decoder = self.model.get_decoder()
+        return self.model.get_output_embeddings()(decoder.norm(hidden)).float()
 
     @torch.inference_mode()
     def forward_batch(self, sequences: Sequence[SequenceInput]) -> list[torch.Tensor]:

@@ -260,11 +260,15 @@ class LeanLlamaBackend:
         tree_mask: torch.Tensor | None = None,
         last: int = 0,
         skip_layers: frozenset[int] | None = None,
-    ) -> torch.Tensor:
+        exit_layers: Sequence[int] | None = None,
+    ):
         """Logits (float32, one row per new token, or only the `last` rows when `last` > 0).
 
         `tree_mask[i, j]` says whether new token i may attend to new token j; None means causal. Layers in
         `skip_layers` are passed over (their residual stream is unchanged) and write nothing to the cache.
+        With `exit_layers` (DoLa's early exits: j = the residual stream after j layers, 0 = the embeddings),
+        returns `(logits, {j: logits of the final norm and head applied to that stream})`, the same rows,
+        from the same forward; without it (the default) nothing else is computed.
         """
         if skip_layers and not (frozenset(skip_layers) < frozenset(range(len(self.layers)))):
             raise ValueError(f"cannot skip layers {sorted(skip_layers)} of a model with {len(self.layers)} layers")
@@ -289,6 +293,7 @@ class LeanLlamaBackend:
         half = head_dim // 2
         eps, shape, rms_norm = self.eps, (self.embed.shape[1],), self.rms_norm
         x = F.embedding(input_ids.to(self.device), self.embed)
+        exits = {0: x} if exit_layers and 0 in exit_layers else {}
         for index, layer in enumerate(self.layers):
             if skip_layers and index in skip_layers:
                 continue
@@ -310,10 +315,25 @@ class LeanLlamaBackend:
             h = rms_norm(x, shape, layer.post_norm, eps)
             gate, up = linear(h, layer.gate_up, layer.gate_up_packed, layer.gate_up_bias, rows).chunk(2, dim=-1)
             x = x + linear(F.silu(gate) * up, layer.down, layer.down_packed, layer.down_bias, rows)
+            if exit_layers and index + 1 in exit_layers:
+                exits[index + 1] = x
         cache.length = past + n
+        if exit_layers:
+            return self._head(x, n, rows, last, linear), {
+                j: self._head(exits[j], n, rows, last, linear) for j in exit_layers}
         if last:
             x = x[n - last : n]
         x = rms_norm(x, shape, self.norm, eps)
+        if x.shape[0] == rows and rows in self.packed_rows:  # padding rows too (for the packed head), dropped
+            return linear(x, self.head, self.head_packed, None, rows)[:n].float()
+        return F.linear(x, self.head).float()
+
+    def _head(self, x: torch.Tensor, n: int, rows: int, last: int, linear) -> torch.Tensor:
+        """The final norm and the output head on the real rows (or the `last` of them), float32: what the end
+        of `forward` computes, for an early exit's stream."""
+        if last:
+            x = x[n - last : n]
+        x = self.rms_norm(x, (self.embed.shape[1],), self.norm, self.eps)
         if x.shape[0] == rows and rows in self.packed_rows:  # padding rows too (for the packed head), dropped
             return linear(x, self.head, self.head_packed, None, rows)[:n].float()
         return F.linear(x, self.head).float()

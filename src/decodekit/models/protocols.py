@@ -60,7 +60,10 @@ class Backend(Protocol):
         tree_mask: torch.Tensor | None = None,
         last: int = 0,
         skip_layers: frozenset[int] | None = None,
-    ) -> torch.Tensor: ...
+        exit_layers: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """With `exit_layers` (lean and transformers backends; DoLa), `(logits, {j: logits of the final norm
+        and head on the hidden state after j layers})` from the same forward."""
 
     def forward_batch(self, sequences: Sequence[SequenceInput]) -> list[torch.Tensor]:
         """Logits of each sequence, as `forward` would give them, from one forward over all."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -31,7 +32,7 @@ from decodekit.core.output import Committed
 from decodekit.drafting.base import Draft, Drafter
 from decodekit.models.loaded import LoadedModel
 from decodekit.models.protocols import Cache, SequenceInput
-from decodekit.sampling import Sampler, entropy_and_margin, for_model
+from decodekit.sampling import Sampler, for_model, uncertainty
 from decodekit.speculative.decoder import Decoder
 from decodekit.speculative.tree import graft, prune, row_paths, tree_mask
 from decodekit.speculative.verify import verify
@@ -54,6 +55,7 @@ class DecodeState:
     start: float
     prefill_seconds: float
     steps: list[StepRecord] = field(default_factory=list)
+    loop: Any = None  # the method's own step (Decoder.make_loop), called instead of the speculative step
 
     @property
     def finished(self) -> bool:
@@ -95,8 +97,9 @@ def prefill(model: LoadedModel, request: DecodeRequest, decoder: Decoder, method
         decoder.drafter.reset(prompt, sampler)
     limit = min(request.max_new_tokens, model.context_length - len(prompt))
     output = OutputCommitter(model.tokenizer, model.eos_token_ids, request.stop, limit)
+    loop = decoder.make_loop() if decoder.make_loop is not None else None
     return DecodeState(model, request, method, decoder.drafter, sampler, generator, cache, output, prompt, start,
-                       prefill_seconds)
+                       prefill_seconds, loop=loop)
 
 
 def propose(state: DecodeState) -> Proposal:
@@ -122,7 +125,7 @@ def commit(state: DecodeState, proposal: Proposal, logits: torch.Tensor) -> Comm
     verdict = verify(draft, logits[: len(draft) + 1], state.sampler, state.generator)
     state.cache.keep(proposal.past, [0] + [node + 1 for node in verdict.accepted])
     verified = time.perf_counter()
-    entropy, margin = entropy_and_margin(logits[verdict.rows])
+    entropy, spread, margin = uncertainty(logits[verdict.rows])
     committed = state.output.push(verdict.tokens)
     tokens = committed.tokens
     logprobs, top = ([], []) if state.request.logprobs is None else token_logprobs(state, draft, logits,
@@ -135,6 +138,7 @@ def commit(state: DecodeState, proposal: Proposal, logits: torch.Tensor) -> Comm
         committed=tokens, drafted=list(draft.tokens), parents=list(draft.parents),
         accepted=verdict.accepted[: len(tokens)], draft_seconds=proposal.drafted - proposal.started,
         verify_seconds=verified - proposal.drafted, entropy=entropy[: len(tokens)], margin=margin[: len(tokens)],
+        varentropy=spread[: len(tokens)],
         logprobs=logprobs, top_logprobs=top,
         forced=_on_chain([draft.tokens[n] for n in verdict.accepted[: len(tokens)]], proposal.chain),
     ))
@@ -158,7 +162,9 @@ def token_logprobs(state: DecodeState, draft: Draft, logits: torch.Tensor, rows:
 
 
 def step(state: DecodeState) -> Committed:
-    """One step of one request: propose, one target forward, verify, commit."""
+    """One step of one request: propose, one target forward, verify, commit (or the method's own step)."""
+    if state.loop is not None:
+        return state.loop(state)
     proposal = propose(state)
     item = proposal.forward
     logits = state.model.backend.forward(item.input_ids, item.positions, item.cache, item.tree_mask)
@@ -173,9 +179,11 @@ def step_together(states: Sequence[DecodeState]) -> list[Committed]:
     backend = states[0].model.backend
     if any(s.model.backend is not backend for s in states):
         raise ValueError("requests stepped together must share one model")
-    proposals = [propose(state) for state in states]
-    logits = backend.forward_batch([p.forward for p in proposals])
-    return [commit(state, proposal, rows) for state, proposal, rows in zip(states, proposals, logits)]
+    together = [state for state in states if state.loop is None]  # a method's own step runs alone
+    proposals = [propose(state) for state in together]
+    logits = backend.forward_batch([p.forward for p in proposals]) if proposals else []
+    done = {id(state): commit(state, proposal, rows) for state, proposal, rows in zip(together, proposals, logits)}
+    return [done[id(state)] if id(state) in done else step(state) for state in states]
 
 
 def _on_chain(accepted: list[int], chain: list[int]) -> int:
@@ -197,4 +205,15 @@ def result(state: DecodeState) -> GenerationResult:
         seconds=time.perf_counter() - state.start, prefill_seconds=state.prefill_seconds,
         draft_forward_passes=drafter.forward_passes if drafter is not None else 0,
         complete=None if complete is None else complete and state.output.finish != "stop",
+        quality=quality_counters(state),
     )
+
+
+def quality_counters(state: DecodeState) -> dict[str, float]:
+    """What the request's processors and the method's own step count (their `quality()`), merged."""
+    counters: dict[str, float] = {}
+    for part in [*state.sampler.chain, state.loop]:
+        report = getattr(part, "quality", None)
+        if callable(report):
+            counters.update(report())
+    return counters

@@ -3,7 +3,7 @@ the `code` blocks of summary.json (code_eval/stats.py). Nothing here when the ru
 
 Columns: solved / problems, pass@1 with its 95% Wilson interval, the paired comparison with `ar` (problems
 only the method solved / only ar solved, and the exact McNemar p-value), generation seconds per problem,
-tokens/s, and the share of steps where the method's uncertainty gate fired (— for a method without one).
+tokens/s, and the share of positions where the method's uncertainty gate fired (— for a method without one).
 The plot puts each method at (seconds per problem, pass@1) with the interval as a vertical bar.
 """
 

@@ -123,7 +123,7 @@ def render_markdown(summary: dict, rows: list[dict]) -> str:
                 "One reply per problem, run with its tests in the sandbox. The interval is Wilson's at 95%; the "
                 "paired columns count the problems that only the method, or only `ar`, solved, with the exact "
                 "McNemar (binomial) two-sided p-value. Seconds per problem are generation time (the sandbox "
-                "not included). Gate fired: the share of steps where the method's uncertainty gate fired.", "",
+                "not included). Gate fired: the share of positions where the method's uncertainty gate fired.", "",
                 "![pass@1 against time per problem](pass_at_1.png)", "", "How the problems ended:", ""]
         out += reasons_line(summary)
     diverged = [r for r in rows if r.get("diverges_at") is not None]
