@@ -1,5 +1,5 @@
 """Decoding methods: the registry (name -> decoder recipe) and the families it is assembled from
-(baseline: ar; retrieval: pld, sam; model_drafting: draft, layerskip; self_tuning: recycle, lookahead, jacobi,
+(baseline: ar; retrieval: pld, sam; model_drafting: draft, draft-tree, layerskip; self_tuning: recycle, lookahead, jacobi,
 ngram, hybrid, auto)."""
 
 from decodekit.methods.method import Build, Method
