@@ -297,6 +297,7 @@ class TreeDrafter:
             if mine_parents[node] in tried:
                 self.predicted[mine_ranks[node]] += mine_probs[node]
                 self.hits[mine_ranks[node]] += node in chosen
+        self.last = None
 
 
 def check_tree_options(width: object, depth: object, threshold: object, siblings: object,
