@@ -5,9 +5,10 @@ Expansion, level by level. The root's distribution comes from syncing the draft 
 At each depth, every frontier node (a node whose distribution is known) offers children; a node's *score* is
 the product of the draft probabilities along its path (the draft model's processed distribution, the request's
 processor chain applied with each row's own path, as for a chain), and its *estimate* (the estimated
-probability that the target accepts it) is min(parent's estimate, score * c_d), where c_d is an online
-calibration of depth d: the discounted number of accepted nodes at depth d over the discounted sum of the
-scores of the verified nodes there (both start at 2, i.e. c_d = 1, trusting the draft model). The next
+probability that the target accepts it) is its parent's estimate times min(1, q(x) * c_r), where c_r is an
+online calibration of sibling rank r (r = 0 for the most probable child, or the first draw): over the
+children of the root and of accepted nodes, the discounted number accepted over the discounted sum of their
+draft probabilities (both start at 2, i.e. c_r = 1, trusting the draft model). The next
 frontier is the `width` best new nodes by estimate whose estimate is at least `threshold` (the stop rule:
 stop expanding a path when its estimated probability of being accepted falls below the threshold, SpecDec++'s
 rule with the calibrated draft probability in place of a trained head) and that could still enter the tree
