@@ -11,6 +11,7 @@ class TableBackend:
 
     name = "table"
     packed_rows: tuple[int, ...] = ()
+    masks_cached = True  # a wide mask [n, k + n] also covers the last k cached tokens
 
     def __init__(self, model):
         self.model = model
@@ -30,9 +31,13 @@ class TableBackend:
         new = input_ids.tolist()
         if tree_mask is None:
             tree_mask = torch.ones(len(new), len(new), dtype=torch.bool).tril()
+        cached = tree_mask.shape[1] - len(new)
+        past = len(cache.tokens)
+        visible = cache.tokens[past - cached :] + new
         rows = []
         for i in range(len(new)):
-            context = tuple(cache.tokens) + tuple(new[j] for j in range(len(new)) if tree_mask[i, j])
+            context = tuple(cache.tokens[: past - cached]) + tuple(
+                visible[j] for j in range(len(visible)) if tree_mask[i, j])
             rows.append(self.logits(context))
         cache.tokens.extend(new)
         out = torch.stack(rows)

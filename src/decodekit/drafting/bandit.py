@@ -25,6 +25,14 @@ drafter's whole proposal.
 BanditSpec learns only from the arm it pulled; here a step's evaluation of all arms costs the drafters'
 proposals (tens of microseconds each for the model-free ones) and no forward, so no step is spent exploring.
 
+Drafters with a model of their own (`lazy`: draft, draft-tree, layerskip) cost forwards to propose, so they
+propose only when one of their arms is chosen, and learn only then (BanditSpec's bandit feedback, the
+exploration term bringing them back): their arms are scored on their last proposal's shape (or a chain of the
+arm's budget before the first) with their measured drafting seconds added to the step's cost, and the
+choice is made before they draft, so it does not depend on their draws (under sampling, a lazy tree is cut to
+the arm's budget in drawing order, a prefix of its i.i.d. draws). Between their proposals their caches fall
+behind the text; their next proposal forwards what was committed meanwhile in one pass.
+
 Parameters (method options of `auto`) and defaults: `drafters` = pld, sam, recycle, ngram (those
 registered; a comma-separated list to choose, e.g. adding lookahead, whose Jacobi window makes every step
 dearer), `budgets` = from the cost curve: the largest trees whose forward costs at most 1.25, 1.6 and 2.5
@@ -164,10 +172,9 @@ class _Pending:
 class BanditDrafter:
     """Drafts each step with the arm whose expected tokens per second is highest; learns from every arm."""
 
-    forward_passes = 0  # model-free: no drafting forwards
-
     def __init__(self, drafters: dict[str, Drafter], stats: BanditStats, curve: CostCurve | None = None,
-                 exploration: float = EXPLORATION, discount: float = DISCOUNT) -> None:
+                 exploration: float = EXPLORATION, discount: float = DISCOUNT, lazy: frozenset[str] = frozenset()
+                 ) -> None:
         if exploration < 0:
             raise UserError(f"auto: exploration must be >= 0, got {exploration}")
         if not 0 < discount <= 1:
@@ -188,6 +195,14 @@ class BanditDrafter:
         self.pending: list[_Pending] = []
         self.step: tuple[float, float] | None = None  # (when the step began, its forward time per the curve)
         self.chosen: list[str] = []  # the arm of each step of the current request
+        self.lazy = frozenset(lazy) & set(drafters)
+        self.shapes: dict[str, Draft] = {}  # lazy drafter -> its last proposal (scores its arms)
+        self.draft_seconds: dict[str, float] = {}  # lazy drafter -> measured seconds per proposal
+        self.lazy_spent = 0.0  # seconds a lazy drafter spent drafting this step
+
+    @property
+    def forward_passes(self) -> int:
+        return sum(getattr(self.drafters[name], "forward_passes", 0) for name in self.lazy)
 
     def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
         for drafter in self.drafters.values():
@@ -222,14 +237,19 @@ class BanditDrafter:
     def score(self, arm: int, draft: Draft, bucket: int) -> float:
         depth = max(draft.depths(), default=0)
         expected = 1.0 + (self.stats.expected_accepted(arm, depth, bucket) if depth else 0.0)
-        return expected / (self.forward_time(draft) + self.overhead)
+        drafting = self.draft_seconds.get(self.stats.arms[arm].drafter, 0.0)
+        return expected / (self.forward_time(draft) + self.overhead + drafting)
 
     def propose(self, context: list[int], budget: int) -> Draft:
         start = time.perf_counter()
+        self.lazy_spent = 0.0
         proposals = {name: self.drafters[name].propose(context, min(largest, budget))
-                     for name, largest in self.largest.items()}
+                     for name, largest in self.largest.items() if name not in self.lazy}
+        shapes = {name: self.shapes.get(name) or Draft.chain([0] * min(largest, budget))
+                  for name, largest in self.largest.items() if name in self.lazy}
         buckets = {name: match_bucket(getattr(self.drafters[name], "match_length", None)) for name in proposals}
-        drafts = self.candidates(proposals, budget)
+        buckets.update({name: 0 for name in shapes})
+        drafts = self.candidates({**proposals, **shapes}, budget)
         scores = {a: self.score(a, draft, buckets.get(self.stats.arms[a].drafter, 0))
                   for a, draft in drafts.items()}
         best = max(scores.values())
@@ -237,6 +257,21 @@ class BanditDrafter:
         index = max(drafts, key=lambda a: scores[a] / best
                     + (self.exploration * math.sqrt(log_total / (self.stats.count(a) + 1.0))
                        if self.stats.arms[a].budget else 0.0))
+        name = self.stats.arms[index].drafter
+        if name in self.lazy:  # chosen before it drafts: now it does
+            tick = time.perf_counter()
+            proposals[name] = self.drafters[name].propose(context, min(self.largest[name], budget))
+            self.lazy_spent = time.perf_counter() - tick
+            seconds = self.draft_seconds.get(name)
+            self.draft_seconds[name] = self.lazy_spent if seconds is None else 0.8 * seconds + 0.2 * self.lazy_spent
+            self.shapes[name] = proposals[name]
+            drafts = {a: d for a, d in drafts.items() if self.stats.arms[a].drafter not in self.lazy}
+            drafts.update({a: d for a, d in self.candidates(proposals, budget).items()
+                           if self.stats.arms[a].drafter == name})
+            arm = self.stats.arms[index]
+            drafts[index] = limit(proposals[name], min(arm.budget, budget))
+        else:
+            drafts = {a: d for a, d in drafts.items() if self.stats.arms[a].drafter not in self.lazy}
         arms = {a: len(d) for a, d in drafts.items() if len(d)}
         if arms:
             depths = {name: p.depths() for name, p in proposals.items()}
@@ -249,7 +284,7 @@ class BanditDrafter:
     def observe(self, committed: list[int], logits: torch.Tensor, draft: Draft, accepted: list[int]) -> None:
         if self.step is not None and self.curve is not None:
             start, forward = self.step
-            beyond = max(0.0, time.perf_counter() - start - forward)
+            beyond = max(0.0, time.perf_counter() - start - forward - self.lazy_spent)
             self.overhead = beyond if self.overhead == 0.0 else 0.9 * self.overhead + 0.1 * beyond
         self.step = None
         self.text.extend(committed)

@@ -13,7 +13,10 @@
              tree (drafting/hybrid.py; option threshold 5, plus corpus and recycle's options).
 `auto`       a bandit over drafters x budgets that scores every arm on every step's committed text and
              picks the most tokens per second (BanditSpec, P045, with full information; drafting/bandit.py;
-             options drafters, budgets, exploration 0.1, discount 0.99).
+             options drafters, budgets, exploration 0.1, discount 0.99, draft_model). With `draft_model`,
+             a draft model drafting a tree (`draft-tree`) joins the default drafters as one arm per budget
+             (and `draft`, `draft-tree` named in `drafters` use that model); model drafters propose only
+             when chosen (see drafting/bandit.py). Without it, auto is what it was.
 
 Tree sizes come from this machine's measured forward cost (drafting/cost_curve.py) unless fixed.
 """
@@ -34,16 +37,17 @@ from decodekit.drafting.token_recycling import TOPK, RecycleDrafter, shared_stat
 from decodekit.errors import UserError
 from decodekit.methods.method import Build, Method, drafting
 from decodekit.methods.retrieval import check_corpus
+from decodekit.models.catalog import check_reference
 
 RECYCLE_SIZES = ("topk", "tree_size", "max_tree")
 RECYCLE_OPTIONS = RECYCLE_SIZES + ("matrix_file",)
 LOOKAHEAD_OPTIONS = ("window", "ngram", "guesses")
 NGRAM_OPTIONS = ("branch", "tree_size", "max_tree")
 HYBRID_OPTIONS = ("threshold", "corpus") + RECYCLE_OPTIONS
-AUTO_OPTIONS = ("drafters", "budgets", "exploration", "discount")
+AUTO_OPTIONS = ("drafters", "budgets", "exploration", "discount", "draft_model")
 AUTO_DRAFTERS = ("pld", "sam", "recycle", "ngram")
 AUTO_COST_RATIOS = (1.25, 1.6, 2.5)
-AUTO_CANDIDATES = ("pld", "sam", "draft", "layerskip", "recycle", "lookahead", "jacobi", "ngram", "hybrid")  # every
+AUTO_CANDIDATES = ("pld", "sam", "draft", "draft-tree", "layerskip", "recycle", "lookahead", "jacobi", "ngram", "hybrid")  # every
 # drafting method but auto itself
 
 
@@ -92,10 +96,13 @@ def check_hybrid(options: dict[str, Any]) -> None:
     check_corpus({k: v for k, v in options.items() if k == "corpus"})
 
 
+MODEL_DRAFTERS = frozenset({"draft", "draft-tree", "layerskip"})  # drafters that run a model: proposing when chosen
+
+
 def auto_drafters(options: dict[str, Any]) -> list[str]:
     chosen = _list("auto", options, "drafters")
     if chosen is None:
-        return list(AUTO_DRAFTERS)
+        return list(AUTO_DRAFTERS) + (["draft-tree"] if options.get("draft_model") is not None else [])
     unusable = [name for name in chosen if name not in AUTO_CANDIDATES]
     if unusable:
         usable = ", ".join(AUTO_CANDIDATES)
@@ -119,6 +126,8 @@ def auto_budgets(options: dict[str, Any]) -> list[int] | None:
 
 def check_auto(options: dict[str, Any]) -> None:
     auto_drafters(options)
+    if options.get("draft_model") is not None:
+        check_reference(options["draft_model"])
     auto_budgets(options)
     _number("auto", options, "exploration", EXPLORATION)
     _number("auto", options, "discount", DISCOUNT)
@@ -161,11 +170,14 @@ def make_auto(build: Build, options: dict[str, Any]) -> BanditDrafter:
     names = auto_drafters(options)
     curve = cost_curve(build.model, build.store)
     budgets = auto_budgets(options) or curve.budgets_within(AUTO_COST_RATIOS) + [STEP_BUDGET]
-    drafters = {name: build.decoder(name, {}).drafter for name in names}
+    model_options = {"draft_model": options["draft_model"]} if options.get("draft_model") is not None else {}
+    drafters = {name: build.decoder(name, model_options if name in ("draft", "draft-tree") else {}).drafter
+                for name in names}
     arms = [Arm(NO_DRAFT, 0)] + [Arm(name, budget) for name in names for budget in budgets]
-    stats = shared_stats(build.store, (curve_key(build.model),), arms)
+    key = (curve_key(build.model),) + ((str(options["draft_model"]),) if model_options else ())
+    stats = shared_stats(build.store, key, arms)
     return BanditDrafter(drafters, stats, curve, _number("auto", options, "exploration", EXPLORATION),
-                         _number("auto", options, "discount", DISCOUNT))
+                         _number("auto", options, "discount", DISCOUNT), lazy=MODEL_DRAFTERS)
 
 
 def _checker(method: str, keys: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
@@ -187,6 +199,6 @@ METHODS = (
            options=NGRAM_OPTIONS, check=_checker("ngram", NGRAM_OPTIONS)),
     Method("hybrid", "SAM-Decoding + Token Recycling: the suffix match when long, else the recycled tree",
            drafting(make_hybrid), options=HYBRID_OPTIONS, check=check_hybrid),
-    Method("auto", "a bandit over model-free drafters and budgets, each scored on every step, picking the most "
+    Method("auto", "a bandit over model-free drafters (and a draft model's tree with draft_model) and budgets, each scored on every step, picking the most "
                    "tokens per second", drafting(make_auto), options=AUTO_OPTIONS, check=check_auto),
 )

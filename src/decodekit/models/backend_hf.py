@@ -27,6 +27,7 @@ class TransformersBackend:
     """Runs `model(...)` with explicit positions and, for draft trees, a 4-D boolean attention mask."""
 
     name = "transformers"
+    masks_cached = True  # forward takes a wide tree mask over the last cached positions too
     packed_rows: tuple[int, ...] = ()
 
     def __init__(self, model) -> None:
@@ -47,9 +48,12 @@ class TransformersBackend:
 
     def _explicit_mask(self, past: int, new: torch.Tensor, positions: torch.Tensor):
         """The 4-D mask over cache + new tokens; for models with sliding-window layers, one per layer type."""
-        n = new.shape[0]
+        n, width = new.shape
+        if not n <= width <= past + n:
+            raise ValueError(f"a tree mask over {n} new tokens after {past} cached ones must have {n} to "
+                             f"{past + n} columns, got {width}")
         full = torch.ones(n, past + n, dtype=torch.bool, device=self.device)
-        full[:, past:] = new.to(self.device)
+        full[:, past + n - width :] = new.to(self.device)  # a wide mask covers the last cached positions too
         full = full[None, None]
         if self.sliding_window is None:
             return full
@@ -72,7 +76,8 @@ class TransformersBackend:
         `exit_layers`, `(logits, {j: the final norm and head applied to the hidden state after j layers})`
         from the same forward (`output_hidden_states`; 0 = the embeddings).
 
-        `tree_mask[i, j]` says whether new token i may attend to new token j; None means causal.
+        `tree_mask[i, j]` says whether new token i may attend to new token j; None means causal. A wide mask
+        [n, k + n] also says which of the last k cached positions each new token sees (`masks_cached`).
         `skip_layers`: decoder layer indices to leave out. A skipped layer neither reads nor writes its cache
         entries, so its cache may end up shorter than the kept layers' (the caller truncates). The attention
         mask is then sized by the first kept layer's cache and always passed explicitly, because transformers

@@ -163,6 +163,7 @@ class LeanLlamaBackend:
     """Forward for `LlamaForCausalLM` weights with a static KV cache; same signature as TransformersBackend."""
 
     name = "lean"
+    masks_cached = True  # forward takes a wide tree mask over the last cached positions too
 
     @torch.no_grad()
     def __init__(self, model, pack: bool = True, int4_layers: list[dict] | None = None) -> None:
@@ -245,7 +246,13 @@ class LeanLlamaBackend:
         if tree_mask is None:
             new.tril_()
         else:
-            new[:n, :n] = tree_mask.to(self.device)
+            cached = tree_mask.shape[1] - n  # a wide mask also covers the last `cached` cached positions
+            if not 0 <= cached <= past:
+                raise ValueError(f"a tree mask over {n} new tokens after {past} cached ones must have {n} to "
+                                 f"{past + n} columns, got {tree_mask.shape[1]}")
+            new[:n, :n] = tree_mask[:, cached:].to(self.device)
+            if cached:
+                full[:n, past - cached : past] = tree_mask[:, :cached].to(self.device)
         if rows > n:
             new[:, n:] = False
             new[n:].fill_diagonal_(True)
@@ -264,7 +271,8 @@ class LeanLlamaBackend:
     ):
         """Logits (float32, one row per new token, or only the `last` rows when `last` > 0).
 
-        `tree_mask[i, j]` says whether new token i may attend to new token j; None means causal. Layers in
+        `tree_mask[i, j]` says whether new token i may attend to new token j; None means causal. A wide mask
+        [n, k + n] also says which of the last k cached positions each new token sees (`masks_cached`). Layers in
         `skip_layers` are passed over (their residual stream is unchanged) and write nothing to the cache.
         With `exit_layers` (DoLa's early exits: j = the residual stream after j layers, 0 = the embeddings),
         returns `(logits, {j: logits of the final norm and head applied to that stream})`, the same rows,

@@ -2,7 +2,9 @@
 
 A forward takes new tokens at explicit positions, with an optional tree mask over them (`tree_mask[i, j]`: new
 token i may attend to new token j; None is causal), and writes their keys and values into the cache; it
-returns float32 logits, one row per new token (or the `last` rows). A batched forward (`forward_batch`) does
+returns float32 logits, one row per new token (or the `last` rows). A backend with `masks_cached = True` (lean,
+transformers) also takes, in `forward`, a wide tree mask [n, k + n] whose first k columns say which of the last k
+cached positions each new token sees (a drafter whose cache holds the earlier levels of its own tree). A batched forward (`forward_batch`) does
 the same for several sequences at once, each in its own cache, with its own positions and mask; caches to be
 batched come from one `new_caches` call. In float32 the logits of each sequence equal those of its solo
 forward to within the rounding of the batched products (tests/test_batched_forward.py checks 1e-5).
