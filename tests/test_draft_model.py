@@ -304,9 +304,9 @@ def reference(model, prompt, n):
 @pytest.mark.integration
 def test_embedded_greedy_identity_drafting_for_itself(smollm2_f32):
     tokens = steps = 0
-    for prompt in PROMPTS:
-        result = generate(prompt, smollm2_f32, method="draft", max_new_tokens=32, draft_model="smollm2-135m")
-        assert result.token_ids == reference(smollm2_f32, prompt, 32), prompt
+    for prompt in PROMPTS[::2]:  # at 48 tokens: the run's shared `ar` references
+        result = generate(prompt, smollm2_f32, method="draft", max_new_tokens=48, draft_model="smollm2-135m")
+        assert result.token_ids == reference(smollm2_f32, prompt, 48), prompt
         tokens += len(result.token_ids)
         steps += len(result.steps)
     print(f"\ndraft smollm2-135m -> smollm2-135m: {tokens / steps:.2f} tokens per target forward")
