@@ -14,32 +14,16 @@ from decodekit.drafting.base import Draft
 from decodekit.drafting.draft_tree import TreeDrafter
 from decodekit.errors import UserError
 from decodekit.methods import get_method
-from decodekit.sampling import Processor, Sampler, SamplingConfig
+from decodekit.sampling import Sampler, SamplingConfig
 from decodekit.session import Session
 from decodekit.speculative.decoder import Decoder
 from decodekit.speculative.decoding import Decoding
 from chi_square import pooled_chi_square_p
 from test_draft_model import exact_distribution, perturbed, table_model
 from tiny import tiny_model
+from banning import BanFollowers
 
 PROMPTS = [[5, 9, 3, 17, 22], [1, 2, 3, 4, 5, 6, 7], [40, 41]]
-
-
-class BanFollowers(Processor):
-    """After token t, bans t .. t + 6 (mod 64): a processor whose effect depends on each row's own path."""
-
-    def reset(self, prompt_ids):
-        self.last = prompt_ids[-1]
-
-    def accept(self, tokens):
-        self.last = tokens[-1]
-
-    def process(self, logits, paths):
-        out = logits.clone()
-        for row, path in enumerate(paths):
-            last = path[-1] if path else self.last
-            out[row, [(last + k) % logits.shape[-1] for k in range(7)]] = float("-inf")
-        return out
 
 
 def run(model, prompt, drafter, n=32, sampling=None, processors=(), num_draft=10):

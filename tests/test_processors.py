@@ -18,26 +18,10 @@ from decodekit.sampling.processors import apply_repetition_penalty
 from decodekit.session import Session
 from decodekit.speculative.tree import prune, row_paths
 from tiny import EOS, tiny_model, tiny_tokenizer
+from banning import BanFollowers
 
 V = 48
 PROMPTS = [[1, 2, 3, 1, 2, 3, 1, 2], [5, 6, 7, 5, 6, 7, 5], [9, 10, 11, 12, 9, 10, 11], [20, 21, 20, 21, 20]]
-
-
-class BanFollowers(Processor):
-    """After token t, bans t + 1 .. t + 6 (mod V) and t itself: the ban depends on each row's own last token."""
-
-    def reset(self, prompt_ids):
-        self.last = prompt_ids[-1]
-
-    def accept(self, tokens):
-        self.last = tokens[-1]
-
-    def process(self, logits, paths):
-        out = logits.clone()
-        for row, path in enumerate(paths):
-            last = path[-1] if path else self.last
-            out[row, [(last + k) % V for k in range(7)]] = float("-inf")
-        return out
 
 
 class Parity(Processor):

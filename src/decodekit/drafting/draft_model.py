@@ -84,6 +84,18 @@ class StopRule:
         return False
 
 
+def draft_generator(sampler: Sampler) -> torch.Generator | None:
+    """A drafter's own generator for a sampled request (seeded apart from the verifier's), None for greedy."""
+    if sampler.greedy:
+        return None
+    generator = torch.Generator()
+    if sampler.seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed((sampler.seed + SEED_OFFSET) % 2**64)
+    return generator
+
+
 class ChainDrafter:
     """Drafts a chain with `model` (its backend, end-of-sequence ids and context length) and its own cache.
 
@@ -103,13 +115,7 @@ class ChainDrafter:
 
     def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
         self.sampler = sampler
-        self.generator = None
-        if not sampler.greedy:
-            self.generator = torch.Generator()
-            if sampler.seed is None:
-                self.generator.seed()
-            else:
-                self.generator.manual_seed((sampler.seed + SEED_OFFSET) % 2**64)
+        self.generator = draft_generator(sampler)
         self.cache = self.model.backend.new_cache()
         self.cached = []
         self.forward_passes = 0

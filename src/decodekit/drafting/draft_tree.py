@@ -58,7 +58,7 @@ import torch
 
 from decodekit.drafting.base import Draft
 from decodekit.drafting.cost_curve import CostCurve
-from decodekit.drafting.draft_model import SEED_OFFSET, same_vocabulary
+from decodekit.drafting.draft_model import draft_generator, same_vocabulary
 from decodekit.errors import UserError
 from decodekit.models.loaded import LoadedModel
 from decodekit.sampling import Sampler
@@ -112,13 +112,7 @@ class TreeDrafter:
 
     def reset(self, prompt_ids: list[int], sampler: Sampler) -> None:
         self.sampler = sampler
-        self.generator = None
-        if not sampler.greedy:
-            self.generator = torch.Generator()
-            if sampler.seed is None:
-                self.generator.seed()
-            else:
-                self.generator.manual_seed((sampler.seed + SEED_OFFSET) % 2**64)
+        self.generator = draft_generator(sampler)
         self.cache = self.model.backend.new_cache()
         self.cached, self.forwarded = [], []
         self.forward_passes = self.forward_rows = 0
