@@ -27,6 +27,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from pathlib import Path
 
 from decodekit.bench.code_eval.tasks import (
@@ -161,9 +162,10 @@ def code_prompt(data: dict, kind: str) -> Prompt:
     return Prompt(task_id, kind, (task.turn(data.get("text", "")),), (task.entry_point,), task)
 
 
-def read_code_suite(path: Path, kind: str, name: str | None = None, lines: list[str] | None = None) -> Suite:
-    """Every well-formed problem of an MBPP- or HumanEval-format JSONL file; the others in `problems`."""
-    lines = _read_lines(path) if lines is None else lines
+def _read_prompts(path: Path, lines: list[str], parse: Callable[[str], Prompt], id_key: str
+                  ) -> tuple[list[Prompt], list[str]]:
+    """The prompts `parse` makes of the non-blank lines, and a problem line for each line it refuses
+    (ValueError) or whose `id_key` appears earlier in the file."""
     prompts: list[Prompt] = []
     problems: list[str] = []
     seen: set = set()
@@ -171,20 +173,32 @@ def read_code_suite(path: Path, kind: str, name: str | None = None, lines: list[
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            prompt = code_prompt(data, kind)
+            prompt = parse(line)
             if prompt.question_id in seen:
-                raise ValueError(f"task_id {prompt.question_id!r} appears earlier in the file")
-        except json.JSONDecodeError as error:
-            problems.append(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno}); line skipped")
-            continue
+                raise ValueError(f"{id_key} {prompt.question_id!r} appears earlier in the file")
         except ValueError as error:
             problems.append(f"{path}:{number}: {error}; line skipped")
             continue
         seen.add(prompt.question_id)
         prompts.append(prompt)
+    return prompts, problems
+
+
+def parse_code_line(text: str, kind: str) -> Prompt:
+    """One line of an MBPP- or HumanEval-format file -> a Prompt; ValueError says what is wrong with it."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return code_prompt(data, kind)
+
+
+def read_code_suite(path: Path, kind: str, name: str | None = None, lines: list[str] | None = None) -> Suite:
+    """Every well-formed problem of an MBPP- or HumanEval-format JSONL file; the others in `problems`."""
+    lines = _read_lines(path) if lines is None else lines
+    prompts, problems = _read_prompts(path, lines, lambda line: parse_code_line(line, kind), "task_id")
     if not prompts:
         raise UserError(f"suite file {path} holds no valid {kind} problem" + (f" ({problems[0]})" if problems else ""))
     return Suite(name or path.name, prompts, problems)
@@ -197,21 +211,7 @@ def read_suite(path: Path, name: str | None = None) -> Suite:
     kind = code_format(lines)
     if kind is not None:
         return read_code_suite(path, kind, name, lines)
-    prompts: list[Prompt] = []
-    problems: list[str] = []
-    seen: set = set()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            prompt = parse_line(line)
-            if prompt.question_id in seen:
-                raise ValueError(f"question_id {prompt.question_id!r} appears earlier in the file")
-        except ValueError as error:
-            problems.append(f"{path}:{number}: {error}; line skipped")
-            continue
-        seen.add(prompt.question_id)
-        prompts.append(prompt)
+    prompts, problems = _read_prompts(path, lines, parse_line, "question_id")
     if not prompts:
         raise UserError(f"suite file {path} holds no valid prompt"
                         + (f" ({problems[0]})" if problems else " (it is empty)"))

@@ -15,6 +15,7 @@ from typing import Any
 
 from decodekit.drafting.base import Drafter
 from decodekit.drafting.state_store import StateStore
+from decodekit.errors import UserError
 from decodekit.models.loaded import LoadedModel
 from decodekit.speculative.decoder import Decoder
 
@@ -37,6 +38,15 @@ class Method:
     options: tuple[str, ...] = ()  # the keys of `options` it reads (e.g. "corpus", "draft_model")
     check: OptionsCheck | None = None  # cheap checks of option values, run before any model loads
     lossless: bool = True  # greedy output equals `ar`'s (False for the quality methods, which change it)
+
+
+def load_second_model(build: Build, what: str, name: str) -> LoadedModel:
+    """Another model than the target (a draft model, an amateur), loaded with the target's dtype and device; a
+    failure to load is a one-line UserError naming `what`."""
+    try:
+        return build.load(name)
+    except (ValueError, OSError) as error:  # UserError is a ValueError; transformers raises either
+        raise UserError(f"cannot load {what} {name!r}: {str(error).splitlines()[0]}") from error
 
 
 def drafting(make_drafter: Callable[[Build, dict[str, Any]], Drafter | None]

@@ -32,7 +32,7 @@ from decodekit.drafting.draft_model import DraftModelDrafter, StopRule
 from decodekit.drafting.draft_tree import DEPTH, THRESHOLD, WIDTH, TreeDrafter, check_tree_options
 from decodekit.drafting.layer_skip import LayerSkipDrafter, layer_indices, num_layers, parse_layers
 from decodekit.errors import UserError
-from decodekit.methods.method import Build, Method, drafting
+from decodekit.methods.method import Build, Method, drafting, load_second_model
 from decodekit.models.catalog import check_reference
 from decodekit.models.loaded import LoadedModel
 
@@ -55,10 +55,7 @@ def draft_model_for(build: Build, name: object, method: str = "draft") -> Loaded
         raise UserError(f"draft_model takes a model name, got {name!r}")
     if name == target.name:
         return target
-    try:
-        return build.load(name)
-    except (ValueError, OSError) as error:  # UserError is a ValueError; transformers raises either
-        raise UserError(f"cannot load draft model {name!r}: {str(error).splitlines()[0]}") from error
+    return load_second_model(build, "draft model", name)
 
 
 def make_draft(build: Build, options: dict[str, Any]) -> DraftModelDrafter:

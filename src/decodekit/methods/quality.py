@@ -27,7 +27,7 @@ import math
 from typing import Any
 
 from decodekit.errors import UserError
-from decodekit.methods.method import Build, Method
+from decodekit.methods.method import Build, Method, load_second_model
 from decodekit.models.catalog import check_reference
 from decodekit.models.loaded import LoadedModel
 from decodekit.quality.adadec import BEAM as ADADEC_BEAM
@@ -103,10 +103,7 @@ def second_model(build: Build, method: str, key: str, given: object, defaults: d
     else:
         if given == target.name:
             raise UserError(f"{method} option {key} must name another model than the target {target.name!r}")
-        try:
-            other = build.load(given)
-        except (ValueError, OSError) as error:
-            raise UserError(f"cannot load {key} {given!r}: {str(error).splitlines()[0]}") from error
+        other = load_second_model(build, key, given)
     if other is target:
         raise UserError(f"{method} option {key} must name another model than the target {target.name!r}")
     check_same_tokenizer(target, other, key.removesuffix("_model"))
