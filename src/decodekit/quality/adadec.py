@@ -20,9 +20,9 @@ position of reference continuations of development prompts, the entropy and whet
 from the reference; a logistic regression of "greedy is wrong" on the entropy, with both classes weighted
 equally, and the threshold where it predicts 1/2 (the official code also learns it by logistic regression on
 ground-truth-guided data). `MEASURED_THRESHOLDS` holds the values this procedure gave here, and only those:
-smollm2-135m 1.293 nats, from `mbpp_examples` of the MBPP validation tasks 511-550 of
-/work/shared/benchdata/mbpp-dev.jsonl (40 problems, 3262 positions, greedy wrong at 29.9% of them; float32,
-lean backend). For other models the option `threshold` is required (it also overrides the table).
+smollm2-135m 1.293 nats, from `mbpp_examples` of MBPP's validation tasks 511-550 (the development split,
+never the test split 11-510 that reported numbers come from; 40 problems, 3262 positions, greedy wrong at
+29.9% of them; float32, lean backend). For other models the option `threshold` is required (it also overrides the table).
 """
 
 from __future__ import annotations
