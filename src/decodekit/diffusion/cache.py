@@ -62,7 +62,6 @@ class BlockCache:
         if not model.supports_cache:
             raise UserError(f"{model.name}: no KV cache for this model; use cache=none")
         n = ids.shape[1]
-        s = model.shift
         if self.mode == "prefix":
             hi = n
         if (lo, hi) != (self.lo, self.hi):
