@@ -95,14 +95,20 @@ def _as_list(value, what: str) -> list:
     return list(value)
 
 
-def parse_line(text: str) -> Prompt:
-    """One suite line -> a Prompt; ValueError says what is wrong with it."""
+def json_object(text: str) -> dict:
+    """One line of a JSONL file as a JSON object; ValueError says what is wrong with it."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
+    return data
+
+
+def parse_line(text: str) -> Prompt:
+    """One suite line -> a Prompt; ValueError says what is wrong with it."""
+    data = json_object(text)
     for key in ("question_id", "category", "turns"):
         if key not in data:
             raise ValueError(f"missing `{key}`")
@@ -186,12 +192,7 @@ def _read_prompts(path: Path, lines: list[str], parse: Callable[[str], Prompt], 
 
 def parse_code_line(text: str, kind: str) -> Prompt:
     """One line of an MBPP- or HumanEval-format file -> a Prompt; ValueError says what is wrong with it."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
+    data = json_object(text)
     return code_prompt(data, kind)
 
 
