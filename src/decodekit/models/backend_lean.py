@@ -326,19 +326,14 @@ class LeanLlamaBackend:
             if exit_layers and index + 1 in exit_layers:
                 exits[index + 1] = x
         cache.length = past + n
+        logits = self._head(x, n, rows, last, linear)
         if exit_layers:
-            return self._head(x, n, rows, last, linear), {
-                j: self._head(exits[j], n, rows, last, linear) for j in exit_layers}
-        if last:
-            x = x[n - last : n]
-        x = rms_norm(x, shape, self.norm, eps)
-        if x.shape[0] == rows and rows in self.packed_rows:  # padding rows too (for the packed head), dropped
-            return linear(x, self.head, self.head_packed, None, rows)[:n].float()
-        return F.linear(x, self.head).float()
+            return logits, {j: self._head(exits[j], n, rows, last, linear) for j in exit_layers}
+        return logits
 
     def _head(self, x: torch.Tensor, n: int, rows: int, last: int, linear) -> torch.Tensor:
-        """The final norm and the output head on the real rows (or the `last` of them), float32: what the end
-        of `forward` computes, for an early exit's stream."""
+        """The final norm and the output head on the real rows (or the `last` of them), float32: for the last
+        layer's stream and for an early exit's."""
         if last:
             x = x[n - last : n]
         x = self.rms_norm(x, (self.embed.shape[1],), self.norm, self.eps)
