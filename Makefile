@@ -61,9 +61,27 @@ LLAMACPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=$(call cpu_has,avx) -DGGML_A
 	-DGGML_FMA=$(call cpu_has,fma) -DGGML_F16C=$(call cpu_has,f16c) -DGGML_AVX512=$(call cpu_has,avx512f) \
 	-DGGML_AVX512_VNNI=$(call cpu_has,avx512_vnni) -DGGML_AVX512_BF16=$(call cpu_has,avx512_bf16)
 
-.PHONY: llamacpp
+.PHONY: llamacpp llamacpp-tools
 llamacpp: $(VENV)/.llamacpp
 
 $(VENV)/.llamacpp: $(VENV)/.installed
 	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir -e '.[llamacpp]'
+	touch $@
+
+# llama.cpp's own server and draft-model speculative decoding, built from the llama.cpp sources vendored in the
+# llama-cpp-python sdist with the same portable flags: `decodekit bench-serve --baseline llama-server`
+# (serve/llama_server.py). Static binaries in .venv/llama.cpp/bin; about 15 minutes on two cores.
+LLAMACPP_TOOLS := $(VENV)/llama.cpp
+llamacpp-tools: $(LLAMACPP_TOOLS)/.built
+
+$(LLAMACPP_TOOLS)/.built: $(VENV)/.installed
+	rm -rf $(LLAMACPP_TOOLS)
+	mkdir -p $(LLAMACPP_TOOLS)/sdist $(LLAMACPP_TOOLS)/bin
+	$(BIN)/pip download --quiet --no-deps --no-binary :all: 'llama-cpp-python>=0.3' -d $(LLAMACPP_TOOLS)/sdist
+	tar xzf $(LLAMACPP_TOOLS)/sdist/llama_cpp_python-*.tar.gz -C $(LLAMACPP_TOOLS)/sdist
+	cmake -S $(LLAMACPP_TOOLS)/sdist/llama_cpp_python-*/vendor/llama.cpp -B $(LLAMACPP_TOOLS)/build \
+		-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+		-DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_SERVER=ON $(LLAMACPP_CMAKE_ARGS)
+	cmake --build $(LLAMACPP_TOOLS)/build --target llama-server llama-speculative-simple -j $(shell nproc)
+	cp $(LLAMACPP_TOOLS)/build/bin/llama-server $(LLAMACPP_TOOLS)/build/bin/llama-speculative-simple $(LLAMACPP_TOOLS)/bin/
 	touch $@

@@ -13,6 +13,7 @@ import decodekit.models
 from bench_helpers import META, make_row, save_tiny_model
 from decodekit.bench.metrics import summarize
 from decodekit.cli.app import app
+from user_errors import error_lines
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def bench(*args):
 
 def assert_one_line_error(result, *fragments):
     assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
+    lines = error_lines(result.stderr)
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("decodekit: error: ")
     for fragment in fragments:

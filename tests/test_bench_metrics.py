@@ -126,6 +126,20 @@ def test_speedup_vs_hf_is_null_when_hf_did_not_run():
     assert summary["methods"]["fast"]["by_category"]["qa"]["speedup_vs_hf"] is None
 
 
+def test_a_method_with_its_own_options_is_compared_with_the_plain_method():
+    rows = [make_row("ar", 1, "qa", 4.0, [1, 2, 3]), make_row("ar", 2, "qa", 4.0, [4, 5]),
+            make_row("uscd", 1, "qa", 6.0, [1, 2, 9]), make_row("uscd", 2, "qa", 6.0, [4, 5]),
+            make_row("uscd:drafter=pld", 1, "qa", 2.0, [1, 2, 9]), make_row("uscd:drafter=pld", 2, "qa", 4.0, [4, 6])]
+    summary = summarize(rows, META, ["ar", "uscd", "uscd:drafter=pld"])
+    varied = summary["methods"]["uscd:drafter=pld"]
+    assert varied["speedup_vs_base"] == 2.0 and varied["identical_to_base"] == 0.5
+    assert varied["speedup_vs_ar"] == pytest.approx(8 / 6, abs=1e-4)
+    assert summary["methods"]["uscd"]["speedup_vs_base"] is None
+    assert summary["methods"]["uscd"]["identical_to_base"] is None
+    alone = summarize([r for r in rows if r["method"] != "uscd"], META, ["ar", "uscd:drafter=pld"])
+    assert alone["methods"]["uscd:drafter=pld"]["speedup_vs_base"] is None  # the plain method did not run
+
+
 def test_unknown_clocks_give_null_shares():
     rows = [make_row("ar", 1, "qa", 1.0, [1, 2]),
             make_row("hf-pld", 1, "qa", 0.5, [1, 2], draft_seconds=None, prefill_seconds=None)]

@@ -72,6 +72,35 @@ def test_options_go_to_the_methods_that_take_them(monkeypatch):
         plan_methods("needs-x", {"x": 3, "y": 1}, None, "smollm2-135m")
 
 
+def test_a_method_takes_its_own_options_beside_the_plain_method(monkeypatch):
+    with_method(monkeypatch, Method("needs-x", "test", lambda m, o: None, ("x", "y")))
+    plans, _ = plan_methods("needs-x,needs-x:x=5:y=a", {"x": 3}, None, "smollm2-135m")
+    assert [(p.label, p.name, p.options) for p in plans] == [
+        ("ar", "ar", {}), ("needs-x", "needs-x", {"x": 3}), ("needs-x:x=5:y=a", "needs-x", {"x": 5, "y": "a"})]
+    for spec, message in [("needs-x:z=1", "needs-x takes no option 'z'"), ("hf:x=1", "take no options"),
+                          ("needs-x:x", "takes KEY=VALUE"), ("ar:x=1", "ar takes no option 'x'")]:
+        with pytest.raises(UserError, match=message):
+            plan_methods(spec, {}, None, "smollm2-135m")
+
+
+def test_a_varied_method_runs_under_its_label_with_its_own_options(model):
+    """A `NAME:KEY=VALUE` label: the contender is built with the label's options and learns under the
+    label's scope; the plain method beside it keeps its defaults."""
+    session = Session()
+    plans, _ = plan_methods("pld,pld:min_ngram=3", {}, None, "tiny")
+    contenders, _ = build_contenders(session, model, "tiny", plans, BenchSettings(max_new_tokens=12), 512)
+    assert list(contenders) == ["ar", "pld", "pld:min_ngram=3"]
+    suite = Suite("s", [Prompt(1, "qa", ("w1 w2 w3 w1 w2 w3 w1 w2",))])
+    rows = run_suite(session, model, suite, contenders, BenchSettings(max_new_tokens=12))
+    by = {row.method: row for row in rows}
+    assert set(by) == {"ar", "pld", "pld:min_ngram=3"}
+    assert by["pld:min_ngram=3"].token_ids == by["pld"].token_ids == by["ar"].token_ids
+    given, _ = plan_methods("pld", {"min_ngram": 3}, None, "tiny")  # the same options, given to every method
+    same, _ = build_contenders(Session(), model, "tiny", given, BenchSettings(max_new_tokens=12), 512)
+    alone = {row.method: row for row in run_suite(Session(), model, suite, same, BenchSettings(max_new_tokens=12))}
+    assert by["pld:min_ngram=3"].drafted_tokens == alone["pld"].drafted_tokens != by["pld"].drafted_tokens
+
+
 def test_all_skips_a_method_that_cannot_run_but_a_named_one_is_an_error(monkeypatch):
     def check(options):
         raise UserError("picky needs --option corpus=FILE")

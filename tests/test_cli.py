@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from decodekit.cli.app import app
+from user_errors import error_lines
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def run_process(*args, stdin=None, env=None):
 def assert_user_error(result, *fragments):
     code = result.returncode if hasattr(result, "returncode") else result.exit_code
     assert code == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = error_lines(result.stderr)
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     for fragment in fragments:

@@ -29,6 +29,7 @@ from test_speculative_exactness import TableBackend
 from tiny import EOS, tiny_model
 from decodekit.sampling import Sampler
 from building import drafter_of
+from user_errors import error_lines
 
 PROMPTS_TINY = [[5, 9, 3, 17, 22], [1, 2, 3, 4, 5, 6, 7], [40, 41], [8, 8, 8, 8, 9]]
 RULES = [StopRule("confidence", 0.3), StopRule("entropy", 0.3), StopRule("none", 0.0)]
@@ -330,5 +331,5 @@ def test_cli_unloadable_draft_model_exits_2_with_one_line():
                              "--draft-model", "nosuch", "--max-new-tokens", "4"],
                             capture_output=True, text=True, timeout=600, env={**os.environ})
     assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = error_lines(result.stderr)
     assert len(lines) == 1 and "nosuch" in lines[0] and "Traceback" not in result.stderr

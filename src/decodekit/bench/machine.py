@@ -1,4 +1,5 @@
-"""What machine a run was measured on, for its summary: the CPU's model name and its flags that matter here."""
+"""What machine a run was measured on, for its summary: the CPU's model name, family and model numbers (an
+"AMD EPYC" name alone does not tell a Zen 1 from a Zen 4) and its flags that matter here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
 def cpu_description() -> dict:
-    """The CPU model name and which of FLAGS it has, read from /proc/cpuinfo (empty where there is none)."""
+    """The CPU model name, family/model numbers and which of FLAGS it has, read from /proc/cpuinfo (empty where
+    there is none)."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -16,4 +18,5 @@ def cpu_description() -> dict:
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     fields = {key.strip(): value.strip() for key, value in fields.items()}
     flags = set(fields.get("flags", "").split())
-    return {"cpu": fields.get("model name", ""), "cpu_flags": [f for f in FLAGS if f in flags]}
+    return {"cpu": fields.get("model name", ""), "cpu_family": fields.get("cpu family", ""),
+            "cpu_model": fields.get("model", ""), "cpu_flags": [f for f in FLAGS if f in flags]}

@@ -12,6 +12,9 @@ Per method, overall and by category:
   proposing drafts and verifying them (None when the decoder does not expose them).
 - identical_to_ar: the share of generations whose token ids equal `ar`'s; median_divergence: where the
   differing ones first differ (the token position, median over them).
+- speedup_vs_base / identical_to_base: for a method run with its own options (`uscd:drafter=pld`) beside
+  the plain method (`uscd`), the plain method's time over this one's and the share of identical token ids
+  (None otherwise).
 - quality, where references exist: GSM8K answer accuracy (math_reasoning, `#### N`), ROUGE-L F1
   (summarization, rouge-score), chrF and BLEU (translation, sacrebleu), and for rag the share of answers
   that contain one of the accepted answers; on code problems pass_at_1 (the share of checked replies that
@@ -29,6 +32,7 @@ import statistics
 from collections.abc import Iterable
 
 from decodekit.bench.code_eval.stats import code_block
+from decodekit.option_values import base_method
 
 GSM8K_FINAL = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
@@ -132,9 +136,11 @@ def _key(row: dict) -> tuple:
     return row["question_id"], row["turn"]
 
 
-def block(rows: list[dict], ar: dict[tuple, dict], hf: dict[tuple, dict] | None) -> dict:
-    """The metrics of one method over `rows` (successful generations); `ar` and `hf` index the
-    reference runs by (question_id, turn); `hf` is None when hf did not run."""
+def block(rows: list[dict], ar: dict[tuple, dict], hf: dict[tuple, dict] | None,
+          base: dict[tuple, dict] | None = None) -> dict:
+    """The metrics of one method over `rows` (successful generations); `ar`, `hf` and `base` (the plain
+    method this one varies) index the reference runs by (question_id, turn); `hf` and `base` are None when
+    they did not run."""
 
     def speedup(reference: dict[tuple, dict]) -> float | None:
         common = [r for r in rows if _key(r) in reference]
@@ -151,6 +157,7 @@ def block(rows: list[dict], ar: dict[tuple, dict], hf: dict[tuple, dict] | None)
     gated = [r for r in rows if r.get("gate_fired") is not None]
     identical = [r["identical_to_ar"] for r in rows if r.get("identical_to_ar") is not None]
     divergences = [r["diverges_at"] for r in rows if r.get("diverges_at") is not None]
+    same = [r["token_ids"] == base[_key(r)]["token_ids"] for r in rows if _key(r) in base] if base else []
     return {
         "speedup_vs_ar": speedup(ar),
         "speedup_vs_hf": speedup(hf) if hf is not None else None,
@@ -163,6 +170,8 @@ def block(rows: list[dict], ar: dict[tuple, dict], hf: dict[tuple, dict] | None)
         "acceptance_rate": _ratio(accepted, drafted) if drafted and accepted is not None else None,
         "identical_to_ar": round(statistics.fmean(identical), 4) if identical else None,
         "median_divergence": statistics.median(divergences) if divergences else None,
+        "speedup_vs_base": speedup(base) if base is not None else None,
+        "identical_to_base": round(statistics.fmean(same), 4) if same else None,
         "gate_share": _ratio(sum(r["gate_fired"] for r in gated), sum(r["gate_positions"] for r in gated)) if gated else None,
         "generations": len(rows),
         "new_tokens": new_tokens,
@@ -182,13 +191,15 @@ def summarize(rows: list[dict], meta: dict, methods: list[str]) -> dict:
     summary = dict(meta, methods={})
     for method in methods:
         mine = [r for r in done if r["method"] == method]
-        entry = block(mine, ar, hf)
+        plain = base_method(method)
+        base = {_key(r): r for r in done if r["method"] == plain} if plain in methods else None
+        entry = block(mine, ar, hf, base)
         entry["errors"] = sum(1 for r in rows if r["method"] == method and r.get("error"))
         code = code_block(rows, method)
         if code is not None:
             entry["code"] = code
         entry["by_category"] = {
-            category: block([r for r in mine if r["category"] == category], ar, hf)
+            category: block([r for r in mine if r["category"] == category], ar, hf, base)
             for category in categories if any(r["category"] == category for r in mine)
         }
         summary["methods"][method] = entry

@@ -1,5 +1,9 @@
 """What a bench run will do, checked before any model loads: the settings of every generation and the list of
-methods (decodekit's and the external baselines), with the options each method takes."""
+methods (decodekit's and the external baselines), with the options each method takes.
+
+A method in the list may carry its own options, `NAME:KEY=VALUE[:KEY=VALUE...]` (e.g. `uscd:drafter=pld`):
+its rows are labelled with that text, and when the plain `NAME` runs too, the summary compares the two
+(`speedup_vs_base`, `identical_to_base`: a quality method under a drafter against the method alone)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from decodekit.defaults import NUM_DRAFT
 from decodekit.core.request import check_request
 from decodekit.errors import UserError
 from decodekit.methods import METHODS, get_method
+from decodekit.option_values import split_method_label
 from decodekit.sampling import SamplingConfig
 
 
@@ -21,6 +26,11 @@ class MethodPlan:
     options: dict = field(default_factory=dict)  # a decodekit method's options
     named: bool = True  # named by the user; False when `all` brought it in (then a method that cannot be
     # set up is skipped with its reason instead of stopping the run)
+    label: str = ""  # what its rows are called: the name, or `NAME:KEY=VALUE...` for its own options
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
 
 
 @dataclass(frozen=True)
@@ -51,26 +61,31 @@ def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) 
     model loads.
 
     Returns the plans, `ar` first, and {method: why} for methods that cannot run here (the llama.cpp
-    baselines without llama-cpp-python). Options go to every decodekit method that takes them; an option
-    that no chosen method takes, an unknown method, or hf-assisted without a draft model is an error.
+    baselines without llama-cpp-python). Options go to every decodekit method that takes them, a method's
+    own (`NAME:KEY=VALUE`) over them; an option that no chosen method takes, an own option its method does
+    not take, an unknown method, or hf-assisted without a draft model is an error.
     """
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    if not names:
+    items = [n.strip() for n in spec.split(",") if n.strip()]
+    if not items:
         raise UserError("--methods is empty: name at least one method, or all")
-    expand = names == ["all"]
+    expand = items == ["all"]
     if expand:
-        names = [n for n, m in METHODS.items() if m.lossless] + ["hf", "hf-pld"] + (["hf-assisted"] if draft_model else []) + list(LLAMACPP)
-    unknown = [n for n in names if n not in METHODS and n not in BASELINES]
+        items = [n for n, m in METHODS.items() if m.lossless] + ["hf", "hf-pld"] + (["hf-assisted"] if draft_model else []) + list(LLAMACPP)
+    labels = list(dict.fromkeys(["ar"] + items))
+    split = {label: split_method_label(label) for label in labels}
+    unknown = [name for name, _ in split.values() if name not in METHODS and name not in BASELINES]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)} (decodekit) "
                         f"or {', '.join(BASELINES)} (baselines), or all")
-    names = list(dict.fromkeys(["ar"] + names))
     skipped: dict[str, str] = {}
     plans: list[MethodPlan] = []
     offered = dict(options, **({"draft_model": draft_model} if draft_model else {}))
     used: set[str] = set()
-    for name in names:
+    for label in labels:
+        name, mine = split[label]
         if name in BASELINES:
+            if mine:
+                raise UserError(f"method {label!r}: the baselines take no options")
             if name == "hf-assisted" and not draft_model:
                 raise UserError("hf-assisted needs --draft-model: a model with the same tokenizer "
                                 "(with the embedded default, the model itself: --draft-model smollm2-135m)")
@@ -87,7 +102,11 @@ def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) 
                 used.add("draft_model")
             plans.append(MethodPlan(name, external=True, named=not expand))
             continue
-        takes = {k: v for k, v in offered.items() if k in METHODS[name].options}
+        strange = sorted(set(mine) - set(METHODS[name].options))
+        if strange:
+            raise UserError(f"method {label!r}: {name} takes no option {strange[0]!r}"
+                            + (f" (it takes {', '.join(METHODS[name].options)})" if METHODS[name].options else ""))
+        takes = {k: v for k, v in offered.items() if k in METHODS[name].options} | mine
         try:
             get_method(name, takes)
         except UserError as error:
@@ -95,10 +114,10 @@ def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) 
                 raise
             skipped[name] = str(error)
             continue
-        used |= takes.keys()
-        plans.append(MethodPlan(name, external=False, options=takes, named=not expand or name == "ar"))
+        used |= takes.keys() - mine.keys()
+        plans.append(MethodPlan(name, external=False, options=takes, named=not expand or name == "ar", label=label))
     unused = sorted(set(offered) - used)
     if unused:
         what = "--draft-model" if unused[0] == "draft_model" else f"option {unused[0]!r}"
-        raise UserError(f"{what} is taken by none of the chosen methods ({', '.join(p.name for p in plans)})")
+        raise UserError(f"{what} is taken by none of the chosen methods ({', '.join(p.label for p in plans)})")
     return plans, skipped

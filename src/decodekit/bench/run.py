@@ -62,17 +62,17 @@ def _decodekit(model: LoadedModel, name: str, decoder: Decoder, num_draft: int) 
 
 def build_contenders(session: Session, model: LoadedModel, model_name: str, plans: list[MethodPlan],
                      settings: BenchSettings, n_ctx: int) -> tuple[dict[str, Generate], dict]:
-    """One generate function per method, set up once (drafters, draft models, llama.cpp contexts), and
+    """One generate function per method label, set up once (drafters, draft models, llama.cpp contexts), and
     {method: why} for the methods that `all` brought in but that cannot be set up on this model. Each
-    decodekit method keeps what it learns in `session` under its own name as learning scope, so none learns
+    decodekit method keeps what it learns in `session` under its label as learning scope, so none learns
     from another's pass over a prompt."""
     contenders: dict[str, Generate] = {}
     unset: dict[str, str] = {}
     for plan in plans:
         try:
             if not plan.external:
-                decoder = build_decoder(plan.name, model, session, plan.options, scope=plan.name)
-                contenders[plan.name] = _decodekit(model, plan.name, decoder, settings.num_draft)
+                decoder = build_decoder(plan.name, model, session, plan.options, scope=plan.label)
+                contenders[plan.label] = _decodekit(model, plan.name, decoder, settings.num_draft)
             elif plan.name in LLAMACPP:
                 contenders[plan.name] = LlamaCppGenerate(gguf_file(model_name), model, plan.name, n_ctx)
             else:
@@ -82,7 +82,7 @@ def build_contenders(session: Session, model: LoadedModel, model_name: str, plan
         except UserError as error:
             if plan.named:
                 raise
-            unset[plan.name] = str(error)
+            unset[plan.label] = str(error)
     return contenders, unset
 
 

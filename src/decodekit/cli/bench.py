@@ -13,9 +13,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from decodekit.cli.options import parse_options, stdout_console
+from decodekit.cli.options import stdout_console
 from decodekit.defaults import NUM_DRAFT
 from decodekit.errors import UserError
+from decodekit.option_values import parse_options
 from decodekit.models.catalog import DEFAULT_MODEL
 
 
@@ -25,7 +26,8 @@ def bench(
              "format (told by its keys; code problems are run in a sandbox for pass@1)")] = "quick",
     methods: Annotated[str, typer.Option(
         help="comma-separated decodekit methods and baselines (hf, hf-pld, hf-assisted, llamacpp, llamacpp-pld); "
-             "all = every decodekit method, hf, hf-pld, and the others where they can run. ar always runs")] = "all",
+             "all = every decodekit method, hf, hf-pld, and the others where they can run. ar always runs. "
+             "NAME:KEY=VALUE gives one method its own options (uscd:drafter=pld beside uscd)")] = "all",
     model: Annotated[str, typer.Option(help="catalog name, .gguf file, model directory or hub id")] = DEFAULT_MODEL,
     max_new_tokens: Annotated[int, typer.Option(help="most tokens per answer")] = 256,
     limit: Annotated[Optional[int], typer.Option(help="the first N prompts of each category")] = None,
@@ -121,7 +123,8 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
         for message in notices:
             errors.print(f"decodekit: {message}", markup=False, highlight=False)
         names = [name for name in worker.get("methods", []) if name not in unset]
-        machine = {k: worker.get(k) for k in ("model", "dtype", "device", "backend", "cpu", "cpu_flags", "threads")
+        machine = {k: worker.get(k) for k in ("model", "dtype", "device", "backend", "cpu", "cpu_family", "cpu_model",
+                                                "cpu_flags", "threads")
                    if k in worker}
         machine["ray"] = {"address": ray, "chunk_size": ray_chunk, "hosts": worker["hosts"]}
     else:
@@ -135,7 +138,7 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
         **machine, "suite": chosen.name, "max_new_tokens": max_new_tokens,
         "prompts": len(chosen.prompts), "categories": chosen.categories, "turns": turns, "repeat": repeat,
         "temperature": temperature, "seed": seed, "num_draft": num_draft, "draft_model": draft_model,
-        "method_options": {p.name: p.options for p in plans if p.options}, "skipped": skipped,
+        "method_options": {p.label: p.options for p in plans if p.options}, "skipped": skipped,
         "problems": loaded_suite.problems, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "decodekit": __version__,
     }

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from decodekit.cli.options import parse_options
 from decodekit.defaults import NUM_DRAFT
 from decodekit.errors import UserError
+from decodekit.option_values import parse_options
 from decodekit.models.catalog import DEFAULT_MODEL
 
 

@@ -53,6 +53,13 @@ def bench_serve(
     requests: Annotated[int, typer.Option(help="requests per level (at least the concurrency)")] = 8,
     max_tokens: Annotated[int, typer.Option(help="new tokens per request")] = 64,
     out: Annotated[str, typer.Option(help="directory for bench_serve.json, .md and .png")] = "bench-serve",
+    suite: Annotated[Optional[str], typer.Option(
+        help="prompts from a bench suite (quick, specbench or a Spec-Bench-format file), each category in turn; "
+             "default: the built-in prompts")] = None,
+    baseline: Annotated[Optional[str], typer.Option(
+        help="llama-server: then llama.cpp's own server on the model's GGUF file, same clients and prompts "
+             "(make llamacpp-tools builds it)")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads of each server")] = None,
 ) -> None:
     """Measure the server under concurrent streaming clients: tokens/s, TTFT and TPOT per concurrency level."""
     from pathlib import Path
@@ -63,5 +70,7 @@ def bench_serve(
         levels = [int(c) for c in concurrency.split(",") if c.strip()]
     except ValueError:
         raise UserError(f"--concurrency takes numbers like 1,2,4,8, got {concurrency!r}") from None
-    rows = run_bench_serve(model, dtype, method, levels, requests, max_tokens, Path(out))
-    print(markdown(rows, f"{model} {dtype}, method {method}, {max_tokens} new tokens"))
+    rows, base = run_bench_serve(model, dtype, method, levels, requests, max_tokens, Path(out), suite=suite,
+                                 baseline=baseline, threads=threads)
+    print(markdown(rows, f"{model} {dtype}, method {method}, {max_tokens} new tokens, prompts {suite or 'built-in'}",
+                   base, baseline or ""))

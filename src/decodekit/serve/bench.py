@@ -1,16 +1,19 @@
 """`decodekit bench-serve`: the server under 1, 2, 4, 8 concurrent streaming clients, measured from outside.
 
 It starts `python -m decodekit serve` as a subprocess on a free loopback port (the model, dtype and method
-given), sends one warm-up request, then for each concurrency level c sends the fixed prompt set (`PROMPTS`,
-`requests` of them, cycled) from c client threads, each a streamed greedy chat completion of up to
-`max_tokens` tokens (the count comes from each response's usage).
+given), sends one warm-up request, then for each concurrency level c sends `requests` prompts from c client
+threads, each a streamed greedy chat completion of up to `max_tokens` tokens (the count comes from each
+response's usage). The prompts are the built-in `PROMPTS` (cycled), or the first turns of a bench suite's
+prompts (`suite`: quick, specbench or a Spec-Bench-format file), taken from each category in turn so that
+a level of 8 requests mixes short questions with long summarisation and retrieval prompts.
 Per level: aggregate output tokens per second (all tokens over the level's wall time), time to first token
 (submission to the first content chunk) and time per output token after the first (TPOT: (last chunk - first
 chunk) / (tokens - 1), the mean inter-token latency of a request), p50 and p95 over requests. One run, no
 repeats: the figures are this machine's at that moment. Writes a JSON file, a markdown table and a plot of
 throughput against concurrency.
 
-No llama-server baseline: llama.cpp's server is not built on this project's machines.
+With `baseline="llama-server"` (serve/llama_server.py), llama.cpp's own server then runs the same levels on
+the model's GGUF file, and the table gives decodekit's aggregate tokens/s over llama-server's at each level.
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from decodekit.bench.machine import cpu_description
 from decodekit.errors import UserError
+from decodekit.serve import process
 
 PROMPTS = (
     "Explain how a bicycle stays upright.",
@@ -42,6 +45,7 @@ PROMPTS = (
     "Why is the sky blue?",
 )
 LEVELS = (1, 2, 4, 8)
+CONTEXT_PER_SLOT = 4096  # llama-server's context per client slot (prompt and answer)
 
 
 @dataclass
@@ -65,12 +69,6 @@ class Level:
     tpot_p95: float
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def stream_chat(port: int, model: str, prompt: str, max_tokens: int, method: str | None = None,
                 timeout: float = 600) -> Sample:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
@@ -84,7 +82,8 @@ def stream_chat(port: int, model: str, prompt: str, max_tokens: int, method: str
     if response.status != 200:
         raise RuntimeError(f"the server answered {response.status}: {response.read()[:300]!r}")
     first = last = None
-    tokens = 0
+    tokens = None
+    chunks = 0
     for raw in response:
         line = raw.decode().strip()
         if not line.startswith("data: {"):
@@ -94,10 +93,13 @@ def stream_chat(port: int, model: str, prompt: str, max_tokens: int, method: str
             raise RuntimeError(f"the stream failed: {event['error']['message']}")
         if event.get("usage"):
             tokens = event["usage"]["completion_tokens"]
-        if event["choices"] and event["choices"][0]["delta"].get("content"):
+        if event.get("choices") and event["choices"][0].get("delta", {}).get("content"):
             last = time.perf_counter()
             first = first or last
+            chunks += 1
     end = time.perf_counter()
+    if tokens is None:  # a server that sends no usage: one chunk per token, as llama-server streams
+        tokens = chunks
     connection.close()
     if first is None:
         first = last = end
@@ -105,8 +107,24 @@ def stream_chat(port: int, model: str, prompt: str, max_tokens: int, method: str
     return Sample(first - start, end - start, tokens, tpot)
 
 
-def measure_level(port: int, model: str, concurrency: int, requests: int, max_tokens: int) -> Level:
-    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(requests)]
+def suite_prompts(spec: str) -> list[str]:
+    """The first turns of a bench suite's prompts, one category after another in turn (the first prompt of
+    each category, then the second of each, ...)."""
+    from decodekit.bench.suites import load_suite
+
+    suite = load_suite(spec)
+    if suite.problems and not suite.prompts:
+        raise UserError(f"suite {spec!r} has no prompts: {suite.problems[0]}")
+    by_category: dict[str, list[str]] = {}
+    for prompt in suite.prompts:
+        by_category.setdefault(prompt.category, []).append(prompt.turns[0])
+    columns = list(by_category.values())
+    return [column[i] for i in range(max(map(len, columns), default=0)) for column in columns if i < len(column)]
+
+
+def measure_level(port: int, model: str, concurrency: int, requests: int, max_tokens: int,
+                  prompt_set: list[str] | tuple[str, ...] = PROMPTS) -> Level:
+    prompts = [prompt_set[i % len(prompt_set)] for i in range(requests)]
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         samples = list(pool.map(lambda p: stream_chat(port, model, p, max_tokens), prompts))
@@ -118,83 +136,120 @@ def measure_level(port: int, model: str, concurrency: int, requests: int, max_to
                  *(round(float(np.percentile(values, q)), 4) for values in (ttft, tpot) for q in (50, 95)))
 
 
-def start_server(model: str, dtype: str, method: str, max_batch: int, extra: list[str]) -> tuple[subprocess.Popen,
-                                                                                                   int]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "decodekit", "serve", "--model", model, "--dtype", dtype,
-                                "--method", method, "--port", str(port), "--max-batch", str(max_batch),
-                                "--max-queue", "64", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={k: v for k, v in os.environ.items() if k != "DECODEKIT_API_KEY"})
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise UserError(f"the server exited: {process.stderr.read().decode(errors='replace')[-500:]}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/health")
-            if connection.getresponse().status == 200:
-                return process, port
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise UserError("the server did not start within 10 minutes")
+def start_server(model: str, dtype: str, method: str, max_batch: int, threads: int | None, extra: list[str],
+                 log: Path) -> tuple[subprocess.Popen, int]:
+    port = process.free_port()
+    command = [sys.executable, "-m", "decodekit", "serve", "--model", model, "--dtype", dtype, "--method", method,
+               "--port", str(port), "--max-batch", str(max_batch), "--max-queue", "64",
+               *(["--threads", str(threads)] if threads else []), *extra]
+    env = {k: v for k, v in os.environ.items() if k != "DECODEKIT_API_KEY"}
+    return process.start(command, port, log, "the server", env=env), port
 
 
-def stop_server(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(120)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def markdown(rows: list[Level], title: str) -> str:
-    lines = [f"{title}", "", "| concurrency | requests | tokens | seconds | tokens/s | TTFT p50 (s) | TTFT p95 (s) | "
-             "TPOT p50 (ms) | TPOT p95 (ms) |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r.concurrency} | {r.requests} | {r.tokens} | {r.seconds:.1f} | {r.tokens_per_second:.1f} | "
-                     f"{r.ttft_p50:.2f} | {r.ttft_p95:.2f} | {r.tpot_p50 * 1000:.0f} | {r.tpot_p95 * 1000:.0f} |")
+def markdown(rows: list[Level], title: str, baseline: list[Level] | None = None, baseline_name: str = "") -> str:
+    """The table of one server's levels; with `baseline`, that server's levels too and the ratio of
+    aggregate tokens/s at each concurrency."""
+    header = ("| concurrency | requests | tokens | seconds | tokens/s | TTFT p50 (s) | TTFT p95 (s) | TPOT p50 (ms) | "
+              "TPOT p95 (ms) |")
+    lines = [f"{title}", "", header, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [_level_line(r) for r in rows]
+    if baseline:
+        lines += ["", f"{baseline_name}, the same clients and prompts:", "", header,
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [_level_line(r) for r in baseline]
+        lines += ["", f"| concurrency | decodekit tokens/s | {baseline_name} tokens/s | ratio |", "|---:|---:|---:|---:|"]
+        lines += [f"| {a.concurrency} | {a.tokens_per_second:.1f} | {b.tokens_per_second:.1f} | "
+                  f"{a.tokens_per_second / b.tokens_per_second:.2f}x |" for a, b in zip(rows, baseline)]
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[Level], title: str, path: Path) -> None:
+def _level_line(r: Level) -> str:
+    return (f"| {r.concurrency} | {r.requests} | {r.tokens} | {r.seconds:.1f} | {r.tokens_per_second:.1f} | "
+            f"{r.ttft_p50:.2f} | {r.ttft_p95:.2f} | {r.tpot_p50 * 1000:.0f} | {r.tpot_p95 * 1000:.0f} |")
+
+
+def plot(series: dict[str, list[Level]], title: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(5, 3.5))
-    axis.plot([r.concurrency for r in rows], [r.tokens_per_second for r in rows], marker="o")
+    for name, rows in series.items():
+        axis.plot([r.concurrency for r in rows], [r.tokens_per_second for r in rows], marker="o", label=name)
+    levels = [r.concurrency for r in next(iter(series.values()))]
     axis.set_xscale("log", base=2)
-    axis.set_xticks([r.concurrency for r in rows], [str(r.concurrency) for r in rows])
+    axis.set_xticks(levels, [str(c) for c in levels])
     axis.set_xlabel("concurrent clients")
     axis.set_ylabel("output tokens / s (all clients)")
     axis.set_title(title, fontsize=9)
     axis.grid(alpha=0.3)
+    if len(series) > 1:
+        axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
+def measure_server(port: int, model: str, levels: list[int], requests: int, max_tokens: int,
+                   prompt_set: list[str]) -> list[Level]:
+    """One warm-up request (packed weights, first allocations), then every level in turn."""
+    stream_chat(port, model, PROMPTS[0], 4)
+    rows = []
+    for concurrency in levels:
+        rows.append(measure_level(port, model, concurrency, max(requests, concurrency), max_tokens, prompt_set))
+        print(markdown(rows[-1:], "").splitlines()[-1], file=sys.stderr, flush=True)
+    return rows
+
+
 def run_bench_serve(model: str, dtype: str, method: str, levels: list[int], requests: int, max_tokens: int,
-                    out: Path, extra: list[str] | None = None) -> list[Level]:
+                    out: Path, extra: list[str] | None = None, suite: str | None = None,
+                    baseline: str | None = None, threads: int | None = None) -> tuple[list[Level], list[Level] | None]:
+    """decodekit's server at each level, then (with `baseline="llama-server"`) llama.cpp's on the model's
+    GGUF file with the same clients, prompts and threads. Writes bench_serve.json/.md/.png into `out` and the
+    servers' logs beside them."""
     if not levels or any(c < 1 for c in levels) or requests < 1 or max_tokens < 2:
         raise UserError("bench-serve needs concurrency levels >= 1, --requests >= 1 and --max-tokens >= 2")
-    process, port = start_server(model, dtype, method, max(levels), list(extra or []))
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+    if baseline not in (None, "llama-server"):
+        raise UserError(f"unknown baseline {baseline!r}: the one baseline is llama-server")
+    prompt_set = suite_prompts(suite) if suite is not None else list(PROMPTS)
+    if not prompt_set:
+        raise UserError(f"suite {suite!r} has no prompts")
+    binary = gguf = None
+    if baseline is not None:
+        from decodekit.bench.baselines.llamacpp import gguf_file
+        from decodekit.serve.llama_server import llama_server_binary
+
+        binary, gguf = llama_server_binary(), gguf_file(model)
+        if gguf is None:
+            raise UserError(f"--baseline llama-server needs a GGUF model: {model!r} is neither a GGUF file nor a "
+                            "catalog model")
+    server, port = start_server(model, dtype, method, max(levels), threads, list(extra or []),
+                                out / "decodekit-serve.log")
     try:
-        stream_chat(port, model, PROMPTS[0], 4)  # warm-up: packed weights, first allocations
-        rows = []
-        for concurrency in levels:
-            rows.append(measure_level(port, model, concurrency, max(requests, concurrency), max_tokens))
-            print(markdown(rows[-1:], "").splitlines()[-1], file=sys.stderr, flush=True)
+        rows = measure_server(port, model, levels, requests, max_tokens, prompt_set)
     finally:
-        stop_server(process)
-    out.mkdir(parents=True, exist_ok=True)
-    title = f"decodekit serve: {model} {dtype}, method {method}, {max_tokens} new tokens"
-    (out / "bench_serve.json").write_text(json.dumps({"model": model, "dtype": dtype, "method": method,
-                                                      "max_tokens": max_tokens,
-                                                      "levels": [asdict(r) for r in rows]}, indent=2))
-    (out / "bench_serve.md").write_text(markdown(rows, title))
-    plot(rows, title, out / "bench_serve.png")
-    return rows
+        process.stop(server)
+    base_rows = None
+    if baseline is not None:
+        from decodekit.serve.llama_server import start_llama_server
+
+        port = process.free_port()
+        used = threads or os.cpu_count() or 1
+        server = start_llama_server(binary, gguf, port, max(levels), CONTEXT_PER_SLOT, used, out / "llama-server.log")
+        try:
+            base_rows = measure_server(port, model, levels, requests, max_tokens, prompt_set)
+        finally:
+            process.stop(server)
+    title = (f"decodekit serve: {model} {dtype}, method {method}, {max_tokens} new tokens, prompts "
+             f"{suite or 'built-in'}")
+    record = {"model": model, "dtype": dtype, "method": method, "max_tokens": max_tokens, "suite": suite,
+              "threads": threads, **cpu_description(), "levels": [asdict(r) for r in rows]}
+    if base_rows is not None:
+        record["baseline"] = {"name": baseline, "gguf": str(gguf), "levels": [asdict(r) for r in base_rows]}
+    (out / "bench_serve.json").write_text(json.dumps(record, indent=2))
+    (out / "bench_serve.md").write_text(markdown(rows, title, base_rows, baseline or ""))
+    plot({"decodekit": rows, **({baseline: base_rows} if base_rows else {})}, title, out / "bench_serve.png")
+    return rows, base_rows

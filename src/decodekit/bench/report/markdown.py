@@ -43,6 +43,12 @@ def overall_rows(summary: dict) -> list[list[str]]:
     return rows
 
 
+def base_rows(summary: dict) -> list[list[str]]:
+    """Each method run with its own options beside the plain method: speedup over it and identical outputs."""
+    return [[name, f"`{name.partition(':')[0]}`", _x(m["speedup_vs_base"]), _pct(m["identical_to_base"])]
+            for name, m in summary["methods"].items() if m.get("speedup_vs_base") is not None]
+
+
 def quality_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     """The task-quality table: one row per method, one column per metric that any method has."""
     metrics = list(dict.fromkeys(k for m in summary["methods"].values() for k in m["quality"]))
@@ -84,7 +90,9 @@ def render_markdown(summary: dict, rows: list[dict]) -> str:
     out = [
         f"# decodekit bench: {summary['suite']}",
         "",
-        f"Model `{summary['model']}` ({summary['dtype']} on {summary['device']}, {summary['threads']} threads); "
+        f"Model `{summary['model']}` ({summary['dtype']} on {summary['device']}, {summary['threads']} threads"
+        + (f"; CPU {summary['cpu']}, family {summary.get('cpu_family')} model {summary.get('cpu_model')}"
+           if summary.get("cpu") else "") + "); "
         f"{summary['prompts']} prompts, turns: {summary.get('turns', 'first')}, at most {summary['max_new_tokens']} "
         f"new tokens, {sampling}, median of {summary.get('repeat', 1)} run(s)"
         + (f"; {summary['created']}." if summary.get("created") else "."),
@@ -115,6 +123,13 @@ def render_markdown(summary: dict, rows: list[dict]) -> str:
         "",
         _by_category(summary, "identical_to_ar", _pct),
     ]
+    varied = base_rows(summary)
+    if varied:
+        out += ["", "## Against the plain method", "",
+                _markdown(["method", "plain method", "speedup", "identical"], varied), "",
+                "A method run with its own options (`NAME:KEY=VALUE`) against the same method without them, on "
+                "the same prompts: under a lossless drafter the output is the method's own, so identical is "
+                "100% and the speedup is what the drafter buys."]
     header, table = quality_table(summary)
     if len(header) > 1:
         out += ["", "## Task quality", "", _markdown(header, table)]

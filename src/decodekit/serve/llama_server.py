@@ -1,0 +1,40 @@
+"""llama.cpp's own server (`llama-server`) as the baseline of `decodekit bench-serve --baseline llama-server`.
+
+`make llamacpp-tools` builds it from the llama.cpp sources vendored in the llama-cpp-python sdist, with the
+same portable CPU flags as `make llamacpp`, into `.venv/llama.cpp/bin/` (found through `sys.prefix`);
+`DECODEKIT_LLAMA_SERVER` names another binary. It serves the model's GGUF file (a catalog entry's or a
+`.gguf` path) with one slot per concurrent client (`--parallel`), continuous batching (its default), the
+context split between the slots, and as many threads as decodekit's server gets, on the same loopback
+OpenAI-compatible API, so that bench-serve drives both with the same clients and the same prompts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from decodekit.errors import UserError
+from decodekit.serve import process
+
+BINARY_VARIABLE = "DECODEKIT_LLAMA_SERVER"
+
+
+def llama_server_binary() -> Path:
+    """The llama-server binary: $DECODEKIT_LLAMA_SERVER, else the one `make llamacpp-tools` built."""
+    named = os.environ.get(BINARY_VARIABLE)
+    binary = Path(named).expanduser() if named else Path(sys.prefix) / "llama.cpp" / "bin" / "llama-server"
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        raise UserError(f"llama-server not found at {binary}: `make llamacpp-tools` builds it (or set "
+                        f"{BINARY_VARIABLE} to a llama-server binary)")
+    return binary
+
+
+def start_llama_server(binary: Path, gguf: Path, port: int, slots: int, context_per_slot: int, threads: int,
+                       log: Path) -> subprocess.Popen:
+    """llama-server on 127.0.0.1:`port`, returned once it is healthy."""
+    command = [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+               "--parallel", str(slots), "--ctx-size", str(slots * context_per_slot), "--threads", str(threads),
+               "--threads-batch", str(threads), "--jinja"]
+    return process.start(command, port, log, "llama-server")
