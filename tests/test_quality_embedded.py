@@ -1,5 +1,6 @@
 """The quality methods on the embedded SmolLM2-135M (one integration test for the family): USCD and DoLa
-under prompt lookup give their own greedy output on a HumanEval-style prompt, the counters are reported,
+under prompt lookup give their own greedy output on a HumanEval-style prompt (DoLa on the 4-bit fast path
+too), the counters are reported,
 AdaDec runs with a threshold from the model's own entropies, and contrastive decoding against a tiny random
 amateur that shares SmolLM2's tokenizer gives its own output under prompt lookup too."""
 
@@ -46,3 +47,21 @@ def _contrastive_with_a_tiny_amateur_of_the_same_tokenizer(smollm2_f32, ids):
     drafted = generate(ids, smollm2_f32, method="contrastive", amateur_model=amateur, drafter="pld",
                        max_new_tokens=16)
     assert drafted.token_ids == alone.token_ids
+
+
+def test_dola_on_the_4_bit_fast_path(smollm2_q4):
+    """lean-q4 takes the same early exits: the final logits unchanged by them, and DoLa under prompt lookup
+    equal to DoLa alone."""
+    import torch
+
+    model = smollm2_q4
+    ids = model.encode(HUMANEVAL, chat=False)
+    backend = model.backend
+    tokens, positions = torch.tensor(ids[:-1]), torch.arange(len(ids) - 1)
+    plain = backend.forward(tokens, positions, backend.new_cache(), last=1)
+    with_exits, exits = backend.forward(tokens, positions, backend.new_cache(), last=1, exit_layers=[0, 10])
+    assert torch.equal(plain, with_exits) and set(exits) == {0, 10} and exits[10].shape == plain.shape
+    alone = generate(ids, model, method="dola", max_new_tokens=12)
+    drafted = generate(ids, model, method="dola", drafter="pld", max_new_tokens=12)
+    assert drafted.token_ids == alone.token_ids
+    assert any(key.startswith("dola_layer_") for key in alone.quality)

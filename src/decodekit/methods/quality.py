@@ -187,8 +187,9 @@ def make_dola(build: Build, options: dict[str, Any]) -> Decoder:
     check_dola(options)
     spec, alpha, penalty = dola_settings(options)
     model = build.model
-    if model.backend.name not in ("lean", "transformers"):
-        raise UserError(f"dola needs the lean or transformers backend (early-exit logits), not {model.backend.name}")
+    if model.backend.name not in ("lean", "lean-q4", "transformers"):
+        raise UserError(f"dola needs a PyTorch backend (lean, lean-q4 or transformers: early-exit logits), not "
+                        f"{model.backend.name}")
     layers = candidate_layers(spec, model_layers(model), tied(model))
     return Decoder(drafter=drafter_of(build, "dola", options),
                    make_processors=lambda: [DolaProcessor(layers, alpha, penalty)], make_loop=DolaLoop)

@@ -19,10 +19,11 @@ The threshold is per model and is calibrated on development data only (`calibrat
 position of reference continuations of development prompts, the entropy and whether greedy's token differs
 from the reference; a logistic regression of "greedy is wrong" on the entropy, with both classes weighted
 equally, and the threshold where it predicts 1/2 (the official code also learns it by logistic regression on
-ground-truth-guided data). `MEASURED_THRESHOLDS` holds the values this procedure gave here, and only those:
-smollm2-135m 1.293 nats, from `mbpp_examples` of MBPP's validation tasks 511-550 (the development split,
-never the test split 11-510 that reported numbers come from; 40 problems, 3262 positions, greedy wrong at
-29.9% of them; float32, lean backend). For other models the option `threshold` is required (it also overrides the table).
+ground-truth-guided data). `MEASURED_THRESHOLDS` holds the values this procedure gave here, and only those,
+each from `mbpp_examples` of MBPP's validation tasks 511-550 (the development split, never the test split
+11-510 that reported numbers come from; 40 problems): smollm2-135m 1.293 nats (3262 positions, greedy wrong
+at 29.9% of them; float32, lean backend); qwen2.5-coder-0.5b 0.644 nats (2895 positions, greedy wrong at
+20.8%; q4, lean backend). For other models the option `threshold` is required (it also overrides the table).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from decodekit.speculative.step import DecodeState, commit, propose
 
 BEAM = 3
 LOOKAHEAD = 5
-MEASURED_THRESHOLDS = {"smollm2-135m": 1.293}  # calibrate_threshold on MBPP dev tasks 511-550 (see above)
+MEASURED_THRESHOLDS = {"smollm2-135m": 1.293, "qwen2.5-coder-0.5b": 0.644}  # calibrate_threshold, MBPP dev 511-550
 
 
 def length_normalised(first: float, rollout: Sequence[float]) -> float:
