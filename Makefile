@@ -61,27 +61,32 @@ LLAMACPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=$(call cpu_has,avx) -DGGML_A
 	-DGGML_FMA=$(call cpu_has,fma) -DGGML_F16C=$(call cpu_has,f16c) -DGGML_AVX512=$(call cpu_has,avx512f) \
 	-DGGML_AVX512_VNNI=$(call cpu_has,avx512_vnni) -DGGML_AVX512_BF16=$(call cpu_has,avx512_bf16)
 
+# One llama.cpp for the Python binding and the tools below (both built from this sdist's vendored sources).
+LLAMACPP_VERSION := 0.3.36
+
 .PHONY: llamacpp llamacpp-tools
 llamacpp: $(VENV)/.llamacpp
 
 $(VENV)/.llamacpp: $(VENV)/.installed
-	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir -e '.[llamacpp]'
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir -e '.[llamacpp]' \
+		'llama-cpp-python==$(LLAMACPP_VERSION)'
 	touch $@
 
-# llama.cpp's own server and draft-model speculative decoding, built from the llama.cpp sources vendored in the
-# llama-cpp-python sdist with the same portable flags: `decodekit bench-serve --baseline llama-server`
-# (serve/llama_server.py). Static binaries in .venv/llama.cpp/bin; about 15 minutes on two cores.
+# llama.cpp's own server, built from the llama.cpp sources vendored in the llama-cpp-python sdist with the same
+# portable flags: `decodekit bench-serve --baseline llama-server` (serve/llama_server.py). No TLS and no web UI
+# (the UI would be downloaded). The binary goes to .venv/llama.cpp/bin; about 15 minutes on two cores.
 LLAMACPP_TOOLS := $(VENV)/llama.cpp
 llamacpp-tools: $(LLAMACPP_TOOLS)/.built
 
 $(LLAMACPP_TOOLS)/.built: $(VENV)/.installed
 	rm -rf $(LLAMACPP_TOOLS)
 	mkdir -p $(LLAMACPP_TOOLS)/sdist $(LLAMACPP_TOOLS)/bin
-	$(BIN)/pip download --quiet --no-deps --no-binary :all: 'llama-cpp-python>=0.3' -d $(LLAMACPP_TOOLS)/sdist
-	tar xzf $(LLAMACPP_TOOLS)/sdist/llama_cpp_python-*.tar.gz -C $(LLAMACPP_TOOLS)/sdist
-	cmake -S $(LLAMACPP_TOOLS)/sdist/llama_cpp_python-*/vendor/llama.cpp -B $(LLAMACPP_TOOLS)/build \
-		-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-		-DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_SERVER=ON $(LLAMACPP_CMAKE_ARGS)
-	cmake --build $(LLAMACPP_TOOLS)/build --target llama-server llama-speculative-simple -j $(shell nproc)
-	cp $(LLAMACPP_TOOLS)/build/bin/llama-server $(LLAMACPP_TOOLS)/build/bin/llama-speculative-simple $(LLAMACPP_TOOLS)/bin/
+	$(BIN)/pip download --quiet --no-deps --no-binary :all: 'llama-cpp-python==$(LLAMACPP_VERSION)' \
+		-d $(LLAMACPP_TOOLS)/sdist
+	tar xzf $(LLAMACPP_TOOLS)/sdist/llama_cpp_python-$(LLAMACPP_VERSION).tar.gz -C $(LLAMACPP_TOOLS)/sdist
+	cmake -S $(LLAMACPP_TOOLS)/sdist/llama_cpp_python-$(LLAMACPP_VERSION)/vendor/llama.cpp -B $(LLAMACPP_TOOLS)/build \
+		-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+		-DLLAMA_BUILD_SERVER=ON -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF $(LLAMACPP_CMAKE_ARGS)
+	cmake --build $(LLAMACPP_TOOLS)/build --target llama-server --parallel $$(nproc)
+	cp $(LLAMACPP_TOOLS)/build/bin/llama-server $(LLAMACPP_TOOLS)/bin/
 	touch $@

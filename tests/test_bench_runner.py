@@ -77,8 +77,11 @@ def test_a_method_takes_its_own_options_beside_the_plain_method(monkeypatch):
     plans, _ = plan_methods("needs-x,needs-x:x=5:y=a", {"x": 3}, None, "smollm2-135m")
     assert [(p.label, p.name, p.options) for p in plans] == [
         ("ar", "ar", {}), ("needs-x", "needs-x", {"x": 3}), ("needs-x:x=5:y=a", "needs-x", {"x": 5, "y": "a"})]
+    spaced, _ = plan_methods("needs-x:x=5, needs-x: x=5", {}, None, "smollm2-135m")  # one label, one run
+    assert [p.label for p in spaced] == ["ar", "needs-x:x=5"]
     for spec, message in [("needs-x:z=1", "needs-x takes no option 'z'"), ("hf:x=1", "take no options"),
-                          ("needs-x:x", "takes KEY=VALUE"), ("ar:x=1", "ar takes no option 'x'")]:
+                          ("needs-x:x", "takes KEY=VALUE"), ("ar:x=1", "ar takes no option 'x'"),
+                          ("needs-x:x=1:x=2", "'x' is given twice")]:
         with pytest.raises(UserError, match=message):
             plan_methods(spec, {}, None, "smollm2-135m")
 

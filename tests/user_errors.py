@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-ONE_TIME_NOTICE = "once; later loads use the cache"
+ONE_TIME_NOTICE = "later loads use the cache"
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -24,10 +24,15 @@ def parse_options(pairs: list[str], what: str = "--option") -> dict:
     return options
 
 
-def split_method_label(label: str) -> tuple[str, dict]:
-    """`NAME` or `NAME:KEY=VALUE[:KEY=VALUE...]` as (name, its own options)."""
+def split_method_label(label: str) -> tuple[str, str, dict]:
+    """`NAME` or `NAME:KEY=VALUE[:KEY=VALUE...]` as (its canonical label, the name, its own options); a key
+    given twice is an error."""
     name, *pairs = [part.strip() for part in label.split(":")]
-    return name, parse_options(pairs, what=f"method {label!r}: an option")
+    keys = [pair.partition("=")[0].replace("-", "_") for pair in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise UserError(f"method {label!r}: option {twice[0]!r} is given twice")
+    return ":".join([name, *pairs]), name, parse_options(pairs, what=f"method {label!r}: an option")
 
 
 def base_method(label: str) -> str | None:

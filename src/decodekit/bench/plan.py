@@ -3,7 +3,8 @@ methods (decodekit's and the external baselines), with the options each method t
 
 A method in the list may carry its own options, `NAME:KEY=VALUE[:KEY=VALUE...]` (e.g. `uscd:drafter=pld`):
 its rows are labelled with that text, and when the plain `NAME` runs too, the summary compares the two
-(`speedup_vs_base`, `identical_to_base`: a quality method under a drafter against the method alone)."""
+(`speedup_vs_base`, `identical_to_base`: a quality method under a drafter against the method alone). The
+list is split on commas first, so a value that holds commas (`layers=0,2,4`) goes through `--option`."""
 
 from __future__ import annotations
 
@@ -71,8 +72,11 @@ def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) 
     expand = items == ["all"]
     if expand:
         items = [n for n, m in METHODS.items() if m.lossless] + ["hf", "hf-pld"] + (["hf-assisted"] if draft_model else []) + list(LLAMACPP)
-    labels = list(dict.fromkeys(["ar"] + items))
-    split = {label: split_method_label(label) for label in labels}
+    split = {}
+    for item in ["ar"] + items:
+        label, name, mine = split_method_label(item)
+        split.setdefault(label, (name, mine))
+    labels = list(split)
     unknown = [name for name, _ in split.values() if name not in METHODS and name not in BASELINES]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)} (decodekit) "
@@ -114,7 +118,7 @@ def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) 
                 raise
             skipped[name] = str(error)
             continue
-        used |= takes.keys() - mine.keys()
+        used |= takes.keys()  # a global option that the method's own overrides counts as taken
         plans.append(MethodPlan(name, external=False, options=takes, named=not expand or name == "ar", label=label))
     unused = sorted(set(offered) - used)
     if unused:

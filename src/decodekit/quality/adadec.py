@@ -23,7 +23,7 @@ ground-truth-guided data). `MEASURED_THRESHOLDS` holds the values this procedure
 each from `mbpp_examples` of MBPP's validation tasks 511-550 (the development split, never the test split
 11-510 that reported numbers come from; 40 problems): smollm2-135m 1.293 nats (3262 positions, greedy wrong
 at 29.9% of them; float32, lean backend); qwen2.5-coder-0.5b 0.644 nats (2895 positions, greedy wrong at
-20.8%; q4, lean backend). For other models the option `threshold` is required (it also overrides the table).
+20.8%; q4, lean-q4 backend). For other models the option `threshold` is required (it also overrides the table).
 """
 
 from __future__ import annotations

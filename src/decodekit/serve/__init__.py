@@ -8,7 +8,10 @@ release.py     the text a stream may send yet (none that could start a stop stri
 job.py         one request in flight: its works and the queue their events arrive on
 app.py         the Starlette app and its routes (build_app)
 metrics.py     Prometheus metrics, one registry per server
-server.py      uvicorn over the app, with graceful shutdown; command.py the `decodekit serve` command
+server.py      uvicorn over the app, with graceful shutdown
+bench.py       `decodekit bench-serve`: the server measured from outside by streaming clients
+process.py     a server as a child process on a loopback port (bench-serve's servers)
+llama_server.py llama.cpp's own server, bench-serve's baseline
 
 Nothing here is imported by the layers below (serve is an interface, like the CLI); this package's own
 modules are imported where they are used, so that `decodekit --help` does not load the web stack.

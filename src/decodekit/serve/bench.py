@@ -45,7 +45,7 @@ PROMPTS = (
     "Why is the sky blue?",
 )
 LEVELS = (1, 2, 4, 8)
-CONTEXT_PER_SLOT = 4096  # llama-server's context per client slot (prompt and answer)
+PROMPT_ROOM = 4096  # llama-server's context per client slot beyond max_tokens, for the prompt
 
 
 @dataclass
@@ -69,38 +69,35 @@ class Level:
     tpot_p95: float
 
 
-def stream_chat(port: int, model: str, prompt: str, max_tokens: int, method: str | None = None,
-                timeout: float = 600) -> Sample:
+def stream_chat(port: int, model: str, prompt: str, max_tokens: int, timeout: float = 600) -> Sample:
+    """One streamed greedy chat completion; the token count comes from the stream's usage (both servers send
+    it when asked), so a stream that ends without it is an error, not a guess."""
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
             "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
-    if method is not None:
-        body["decodekit"] = {"method": method}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     start = time.perf_counter()
     connection.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
     response = connection.getresponse()
     if response.status != 200:
-        raise RuntimeError(f"the server answered {response.status}: {response.read()[:300]!r}")
+        raise UserError(f"the server answered {response.status}: {response.read()[:300].decode(errors='replace')}")
     first = last = None
     tokens = None
-    chunks = 0
     for raw in response:
         line = raw.decode().strip()
         if not line.startswith("data: {"):
             continue
         event = json.loads(line[6:])
         if "error" in event:
-            raise RuntimeError(f"the stream failed: {event['error']['message']}")
+            raise UserError(f"the stream failed: {event['error'].get('message')}")
         if event.get("usage"):
             tokens = event["usage"]["completion_tokens"]
         if event.get("choices") and event["choices"][0].get("delta", {}).get("content"):
             last = time.perf_counter()
             first = first or last
-            chunks += 1
     end = time.perf_counter()
-    if tokens is None:  # a server that sends no usage: one chunk per token, as llama-server streams
-        tokens = chunks
     connection.close()
+    if tokens is None:
+        raise UserError("a stream ended without its usage (completion_tokens): it was cut short")
     if first is None:
         first = last = end
     tpot = (last - first) / (tokens - 1) if tokens > 1 else None
@@ -136,12 +133,11 @@ def measure_level(port: int, model: str, concurrency: int, requests: int, max_to
                  *(round(float(np.percentile(values, q)), 4) for values in (ttft, tpot) for q in (50, 95)))
 
 
-def start_server(model: str, dtype: str, method: str, max_batch: int, threads: int | None, extra: list[str],
-                 log: Path) -> tuple[subprocess.Popen, int]:
+def start_server(model: str, dtype: str, method: str, max_batch: int, threads: int, log: Path
+                 ) -> tuple[subprocess.Popen, int]:
     port = process.free_port()
     command = [sys.executable, "-m", "decodekit", "serve", "--model", model, "--dtype", dtype, "--method", method,
-               "--port", str(port), "--max-batch", str(max_batch), "--max-queue", "64",
-               *(["--threads", str(threads)] if threads else []), *extra]
+               "--port", str(port), "--max-batch", str(max_batch), "--max-queue", "64", "--threads", str(threads)]
     env = {k: v for k, v in os.environ.items() if k != "DECODEKIT_API_KEY"}
     return process.start(command, port, log, "the server", env=env), port
 
@@ -159,7 +155,8 @@ def markdown(rows: list[Level], title: str, baseline: list[Level] | None = None,
         lines += [_level_line(r) for r in baseline]
         lines += ["", f"| concurrency | decodekit tokens/s | {baseline_name} tokens/s | ratio |", "|---:|---:|---:|---:|"]
         lines += [f"| {a.concurrency} | {a.tokens_per_second:.1f} | {b.tokens_per_second:.1f} | "
-                  f"{a.tokens_per_second / b.tokens_per_second:.2f}x |" for a, b in zip(rows, baseline)]
+                  + (f"{a.tokens_per_second / b.tokens_per_second:.2f}x |" if b.tokens_per_second else "— |")
+                  for a, b in zip(rows, baseline)]
     return "\n".join(lines) + "\n"
 
 
@@ -203,11 +200,12 @@ def measure_server(port: int, model: str, levels: list[int], requests: int, max_
 
 
 def run_bench_serve(model: str, dtype: str, method: str, levels: list[int], requests: int, max_tokens: int,
-                    out: Path, extra: list[str] | None = None, suite: str | None = None,
-                    baseline: str | None = None, threads: int | None = None) -> tuple[list[Level], list[Level] | None]:
+                    out: Path, suite: str | None = None, baseline: str | None = None,
+                    threads: int | None = None) -> tuple[list[Level], list[Level] | None]:
     """decodekit's server at each level, then (with `baseline="llama-server"`) llama.cpp's on the model's
-    GGUF file with the same clients, prompts and threads. Writes bench_serve.json/.md/.png into `out` and the
-    servers' logs beside them."""
+    GGUF file with the same clients, prompts and threads (this machine's usable CPUs unless `threads`).
+    Writes bench_serve.json/.md/.png into `out` (decodekit's levels as soon as they are measured, the
+    baseline's added after) and the servers' logs beside them."""
     if not levels or any(c < 1 for c in levels) or requests < 1 or max_tokens < 2:
         raise UserError("bench-serve needs concurrency levels >= 1, --requests >= 1 and --max-tokens >= 2")
     if threads is not None and threads < 1:
@@ -226,30 +224,40 @@ def run_bench_serve(model: str, dtype: str, method: str, levels: list[int], requ
         if gguf is None:
             raise UserError(f"--baseline llama-server needs a GGUF model: {model!r} is neither a GGUF file nor a "
                             "catalog model")
-    server, port = start_server(model, dtype, method, max(levels), threads, list(extra or []),
-                                out / "decodekit-serve.log")
+    threads = threads or len(os.sched_getaffinity(0))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create the output directory {out}: {error}") from None
+    title = (f"decodekit serve: {model} {dtype}, method {method}, {max_tokens} new tokens, prompts "
+             f"{suite or 'built-in'}, {threads} threads")
+    record = {"model": model, "dtype": dtype, "method": method, "max_tokens": max_tokens, "suite": suite,
+              "threads": threads, **cpu_description()}
+    server, port = start_server(model, dtype, method, max(levels), threads, out / "decodekit-serve.log")
     try:
         rows = measure_server(port, model, levels, requests, max_tokens, prompt_set)
     finally:
         process.stop(server)
-    base_rows = None
-    if baseline is not None:
-        from decodekit.serve.llama_server import start_llama_server
+    _write(out, title, dict(record, levels=[asdict(r) for r in rows]), rows, None, "")
+    if baseline is None:
+        return rows, None
+    from decodekit.serve.llama_server import start_llama_server
 
-        port = process.free_port()
-        used = threads or os.cpu_count() or 1
-        server = start_llama_server(binary, gguf, port, max(levels), CONTEXT_PER_SLOT, used, out / "llama-server.log")
-        try:
-            base_rows = measure_server(port, model, levels, requests, max_tokens, prompt_set)
-        finally:
-            process.stop(server)
-    title = (f"decodekit serve: {model} {dtype}, method {method}, {max_tokens} new tokens, prompts "
-             f"{suite or 'built-in'}")
-    record = {"model": model, "dtype": dtype, "method": method, "max_tokens": max_tokens, "suite": suite,
-              "threads": threads, **cpu_description(), "levels": [asdict(r) for r in rows]}
-    if base_rows is not None:
-        record["baseline"] = {"name": baseline, "gguf": str(gguf), "levels": [asdict(r) for r in base_rows]}
-    (out / "bench_serve.json").write_text(json.dumps(record, indent=2))
-    (out / "bench_serve.md").write_text(markdown(rows, title, base_rows, baseline or ""))
-    plot({"decodekit": rows, **({baseline: base_rows} if base_rows else {})}, title, out / "bench_serve.png")
+    port = process.free_port()
+    server = start_llama_server(binary, gguf, port, max(levels), max_tokens + PROMPT_ROOM, threads,
+                                out / "llama-server.log")
+    try:
+        base_rows = measure_server(port, model, levels, requests, max_tokens, prompt_set)
+    finally:
+        process.stop(server)
+    record = dict(record, levels=[asdict(r) for r in rows],
+                  baseline={"name": baseline, "gguf": str(gguf), "levels": [asdict(r) for r in base_rows]})
+    _write(out, title, record, rows, base_rows, baseline)
     return rows, base_rows
+
+
+def _write(out: Path, title: str, record: dict, rows: list[Level], base_rows: list[Level] | None,
+           baseline: str) -> None:
+    (out / "bench_serve.json").write_text(json.dumps(record, indent=2))
+    (out / "bench_serve.md").write_text(markdown(rows, title, base_rows, baseline))
+    plot({"decodekit": rows, **({baseline: base_rows} if base_rows else {})}, title, out / "bench_serve.png")

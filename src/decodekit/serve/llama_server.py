@@ -4,8 +4,10 @@
 same portable CPU flags as `make llamacpp`, into `.venv/llama.cpp/bin/` (found through `sys.prefix`);
 `DECODEKIT_LLAMA_SERVER` names another binary. It serves the model's GGUF file (a catalog entry's or a
 `.gguf` path) with one slot per concurrent client (`--parallel`), continuous batching (its default), the
-context split between the slots, and as many threads as decodekit's server gets, on the same loopback
-OpenAI-compatible API, so that bench-serve drives both with the same clients and the same prompts.
+context split between the slots, the threads bench-serve gives decodekit's server, and its prompt cache
+off (`--no-cache-prompt --cache-ram 0`: bench-serve sends the same prompts again at every level, and
+decodekit's server keeps no prompt cache), on the same loopback OpenAI-compatible API, so that bench-serve
+drives both with the same clients and the same prompts.
 """
 
 from __future__ import annotations
@@ -36,5 +38,5 @@ def start_llama_server(binary: Path, gguf: Path, port: int, slots: int, context_
     """llama-server on 127.0.0.1:`port`, returned once it is healthy."""
     command = [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
                "--parallel", str(slots), "--ctx-size", str(slots * context_per_slot), "--threads", str(threads),
-               "--threads-batch", str(threads), "--jinja"]
+               "--threads-batch", str(threads), "--jinja", "--no-cache-prompt", "--cache-ram", "0"]
     return process.start(command, port, log, "llama-server")

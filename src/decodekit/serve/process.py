@@ -30,7 +30,8 @@ def start(command: list[str], port: int, log: Path, what: str, env: dict | None 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise UserError(f"{what} exited: {log.read_text(errors='replace')[-500:]}")
+            lines = log.read_text(errors="replace").strip().splitlines() or ["(no output)"]
+            raise UserError(f"{what} exited with code {process.returncode}: {lines[-1][:300]} (its log: {log})")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             connection.request("GET", "/health")

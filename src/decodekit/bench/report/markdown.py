@@ -5,6 +5,7 @@ the end of a run."""
 from __future__ import annotations
 
 from decodekit.bench.report.code import CODE_COLUMNS, code_rows, has_code, reasons_line
+from decodekit.option_values import base_method
 
 QUALITY_NAMES = {"gsm8k_accuracy": "GSM8K acc", "rouge_l": "ROUGE-L", "chrf": "chrF", "bleu": "BLEU",
                  "rag_answer_match": "RAG answer", "pass_at_1": "pass@1"}
@@ -45,7 +46,7 @@ def overall_rows(summary: dict) -> list[list[str]]:
 
 def base_rows(summary: dict) -> list[list[str]]:
     """Each method run with its own options beside the plain method: speedup over it and identical outputs."""
-    return [[name, f"`{name.partition(':')[0]}`", _x(m["speedup_vs_base"]), _pct(m["identical_to_base"])]
+    return [[name, f"`{base_method(name)}`", _x(m["speedup_vs_base"]), _pct(m["identical_to_base"])]
             for name, m in summary["methods"].items() if m.get("speedup_vs_base") is not None]
 
 
@@ -91,8 +92,9 @@ def render_markdown(summary: dict, rows: list[dict]) -> str:
         f"# decodekit bench: {summary['suite']}",
         "",
         f"Model `{summary['model']}` ({summary['dtype']} on {summary['device']}, {summary['threads']} threads"
-        + (f"; CPU {summary['cpu']}, family {summary.get('cpu_family')} model {summary.get('cpu_model')}"
-           if summary.get("cpu") else "") + "); "
+        + (f"; CPU {summary['cpu']}" if summary.get("cpu") else "")
+        + (f", family {summary['cpu_family']} model {summary.get('cpu_model')}" if summary.get("cpu_family") else "")
+        + "); "
         f"{summary['prompts']} prompts, turns: {summary.get('turns', 'first')}, at most {summary['max_new_tokens']} "
         f"new tokens, {sampling}, median of {summary.get('repeat', 1)} run(s)"
         + (f"; {summary['created']}." if summary.get("created") else "."),
@@ -128,8 +130,10 @@ def render_markdown(summary: dict, rows: list[dict]) -> str:
         out += ["", "## Against the plain method", "",
                 _markdown(["method", "plain method", "speedup", "identical"], varied), "",
                 "A method run with its own options (`NAME:KEY=VALUE`) against the same method without them, on "
-                "the same prompts: under a lossless drafter the output is the method's own, so identical is "
-                "100% and the speedup is what the drafter buys."]
+                "the same prompts. Where the options only add a lossless drafter (`drafter=pld`) to a greedy "
+                "run, the output should be the method's own (identical 100% in float32; in bfloat16 and q4 a "
+                "forward over several tokens can round differently, so near-ties can flip) and the speedup is "
+                "what the drafter buys."]
     header, table = quality_table(summary)
     if len(header) > 1:
         out += ["", "## Task quality", "", _markdown(header, table)]
