@@ -248,9 +248,10 @@ def test_methods_learn_apart(model):
 
 def test_every_repeat_starts_from_what_the_method_knew_before_the_first(model):
     """A method that learns across requests must not draft a repeat from its own previous pass over the
-    same prompt: every repeat drafts exactly as the first did."""
+    same prompt: every repeat drafts exactly as the first did. (auto is left out: it picks drafters by measured
+    tokens per second, so its drafts depend on the machine's timing; the restore is the same for every scope.)"""
     session = Session()
-    plans, _ = plan_methods("ngram,recycle,auto", {}, None, "tiny")
+    plans, _ = plan_methods("ngram,recycle", {}, None, "tiny")
     settings = BenchSettings(max_new_tokens=24, repeat=3)
     contenders, _ = build_contenders(session, model, "tiny", plans, settings, 512)
     outcomes: dict[str, list[Outcome]] = {name: [] for name in contenders}
@@ -263,7 +264,7 @@ def test_every_repeat_starts_from_what_the_method_knew_before_the_first(model):
 
     suite = Suite("s", [Prompt(1, "qa", ("w1 w2 w3 w4 w1 w2",)), Prompt(2, "qa", ("w3 w4 w5 w3 w4",))])
     run_suite(session, model, suite, {name: spy(name) for name in contenders}, settings)
-    for name in ("ngram", "recycle", "auto"):
+    for name in ("ngram", "recycle"):
         timed = outcomes[name][1:]  # after the warm-up: three repeats of each prompt
         for first, *repeats in (timed[:3], timed[3:]):
             assert all(r.trace == first.trace for r in repeats), name
