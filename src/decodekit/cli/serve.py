@@ -64,13 +64,12 @@ def bench_serve(
     """Measure the server under concurrent streaming clients: tokens/s, TTFT and TPOT per concurrency level."""
     from pathlib import Path
 
-    from decodekit.serve.bench import markdown, run_bench_serve
+    from decodekit.serve.bench import run_bench_serve
 
     try:
         levels = [int(c) for c in concurrency.split(",") if c.strip()]
     except ValueError:
         raise UserError(f"--concurrency takes numbers like 1,2,4,8, got {concurrency!r}") from None
-    rows, base = run_bench_serve(model, dtype, method, levels, requests, max_tokens, Path(out), suite=suite,
-                                 baseline=baseline, threads=threads)
-    print(markdown(rows, f"{model} {dtype}, method {method}, {max_tokens} new tokens, prompts {suite or 'built-in'}",
-                   base, baseline or ""))
+    run_bench_serve(model, dtype, method, levels, requests, max_tokens, Path(out), suite=suite, baseline=baseline,
+                    threads=threads)
+    print((Path(out) / "bench_serve.md").read_text(), end="")

@@ -110,8 +110,8 @@ def suite_prompts(spec: str) -> list[str]:
     from decodekit.bench.suites import load_suite
 
     suite = load_suite(spec)
-    if suite.problems and not suite.prompts:
-        raise UserError(f"suite {spec!r} has no prompts: {suite.problems[0]}")
+    if not suite.prompts:
+        raise UserError(f"suite {spec!r} has no prompts" + (f": {suite.problems[0]}" if suite.problems else ""))
     by_category: dict[str, list[str]] = {}
     for prompt in suite.prompts:
         by_category.setdefault(prompt.category, []).append(prompt.turns[0])
@@ -120,7 +120,7 @@ def suite_prompts(spec: str) -> list[str]:
 
 
 def measure_level(port: int, model: str, concurrency: int, requests: int, max_tokens: int,
-                  prompt_set: list[str] | tuple[str, ...] = PROMPTS) -> Level:
+                  prompt_set: list[str]) -> Level:
     prompts = [prompt_set[i % len(prompt_set)] for i in range(requests)]
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -213,12 +213,10 @@ def run_bench_serve(model: str, dtype: str, method: str, levels: list[int], requ
     if baseline not in (None, "llama-server"):
         raise UserError(f"unknown baseline {baseline!r}: the one baseline is llama-server")
     prompt_set = suite_prompts(suite) if suite is not None else list(PROMPTS)
-    if not prompt_set:
-        raise UserError(f"suite {suite!r} has no prompts")
     binary = gguf = None
     if baseline is not None:
         from decodekit.bench.baselines.llamacpp import gguf_file
-        from decodekit.serve.llama_server import llama_server_binary
+        from decodekit.serve.llama_server import llama_server_binary, start_llama_server
 
         binary, gguf = llama_server_binary(), gguf_file(model)
         if gguf is None:
@@ -238,11 +236,10 @@ def run_bench_serve(model: str, dtype: str, method: str, levels: list[int], requ
         rows = measure_server(port, model, levels, requests, max_tokens, prompt_set)
     finally:
         process.stop(server)
-    _write(out, title, dict(record, levels=[asdict(r) for r in rows]), rows, None, "")
+    record["levels"] = [asdict(r) for r in rows]
+    _write(out, title, record, rows, None, "")
     if baseline is None:
         return rows, None
-    from decodekit.serve.llama_server import start_llama_server
-
     port = process.free_port()
     server = start_llama_server(binary, gguf, port, max(levels), max_tokens + PROMPT_ROOM, threads,
                                 out / "llama-server.log")
@@ -250,8 +247,7 @@ def run_bench_serve(model: str, dtype: str, method: str, levels: list[int], requ
         base_rows = measure_server(port, model, levels, requests, max_tokens, prompt_set)
     finally:
         process.stop(server)
-    record = dict(record, levels=[asdict(r) for r in rows],
-                  baseline={"name": baseline, "gguf": str(gguf), "levels": [asdict(r) for r in base_rows]})
+    record["baseline"] = {"name": baseline, "gguf": str(gguf), "levels": [asdict(r) for r in base_rows]}
     _write(out, title, record, rows, base_rows, baseline)
     return rows, base_rows
 
