@@ -6,7 +6,8 @@ import json
 import pytest
 
 from constrain_tiny import char_model
-from decodekit.bench.jsonschema_suite import load_rows, parse_output, run_suite, table
+from decodekit.bench.jsonschema_suite import BaselineOutput, load_rows, parse_output, run_suite, summarize
+from decodekit.bench.report.jsonschema import render_report, subset_table, table
 from decodekit.errors import UserError
 
 ENUM = {"type": "object", "properties": {"a": {"enum": ["x", "y"]}}, "required": ["a"], "additionalProperties": False}
@@ -39,12 +40,95 @@ def test_a_suite_run_reports_validity_speed_and_unsupported_schemas(tmp_path):
     model = char_model(71, seed=5)
     path = write_rows(tmp_path / "rows.jsonl", [{"id": "t/enum", "category": "t", "schema": ENUM},
                                                 {"id": "t/unique", "category": "t", "schema": UNSUPPORTED}])
-    tallies, unsupported = run_suite(model, load_rows(path), ["ar", "pld"], max_new_tokens=40)
-    assert unsupported == [("t/unique", 'unsupported JSON schema: Unimplemented keys: ["uniqueItems"]')]
+    result = run_suite(model, load_rows(path), ["ar", "pld"], max_new_tokens=40)
+    assert result.unsupported == [("t/unique", 'unsupported JSON schema: Unimplemented keys: ["uniqueItems"]')]
+    assert result.subsets == {"t": [2, 1]}
+    tallies = result.tallies
     assert [(t.method, t.constrained, t.outputs) for t in tallies] == [
         ("ar", True, 1), ("pld", True, 1), ("ar", False, 1), ("pld", False, 1)]
     constrained = tallies[0]
     assert constrained.valid == 1 and constrained.forced > 0 and constrained.mask_seconds > 0
+    assert constrained.by_category == {"t": [1, 1, 1]}
     assert tallies[2].valid == 0  # a random tiny model does not write valid JSON by itself
-    text = table(tallies)
-    assert text.count("\n") == 5 and "| ar | yes | 1 | 100% | 100% |" in text
+    summary = summarize(result, {"suite": "rows.jsonl", "baseline": None})
+    text = table(summary)
+    assert text.count("\n") == 5 and "| ar | yes | 1 | 100% | 100% | 100% | 0 |" in text
+    assert "| t | 1/2 | 1/1 | 1/1 |" in subset_table(summary)
+    assert summary["targets"][0] == {"target": "100% of finished constrained outputs valid", "met": True,
+                                     "figure": "ar 1/1, pld 1/1"}
+    report = render_report(summary)
+    assert "t/unique: unsupported JSON schema" in report and "## Targets" in report
+
+
+class ScriptedEngine:
+    """A grammar baseline that writes a scripted text: {"a": "x"} under a grammar, prose without; it refuses
+    schemas with a "b" property, and cuts at the length limit like a real engine."""
+
+    name = "other"
+
+    def compile(self, schema):
+        if "b" in schema.get("properties", {}):
+            return None, "no b here"
+        return "grammar", None
+
+    def generate(self, prompt_ids, max_new_tokens, grammar):
+        text = '{"a": "x"}' if grammar is not None else "I think the answer is x"
+        tokens = list(range(len(text)))[:max_new_tokens]
+        finish = "eos" if len(tokens) == len(text) else "length"
+        return BaselineOutput(tokens, text if finish == "eos" else text[:max_new_tokens], 0.5, finish)
+
+
+def test_the_baseline_runs_the_schemas_it_takes_and_lists_the_others_apart(tmp_path):
+    both = {"type": "object", "properties": {"b": {"type": "integer"}}}
+    path = write_rows(tmp_path / "rows.jsonl", [{"id": "t/enum", "category": "t", "schema": ENUM},
+                                                {"id": "u/b", "category": "u", "schema": both}])
+    result = run_suite(char_model(71, seed=5), load_rows(path), ["ar"], max_new_tokens=40, baseline=ScriptedEngine())
+    assert result.baseline_unsupported == [("u/b", "no b here")]
+    theirs = [t for t in result.tallies if t.method == "other"]
+    assert [(t.constrained, t.outputs, t.valid, t.tokens, t.incomplete) for t in theirs] == [
+        (True, 1, 1, 10, 0), (False, 1, 0, 23, 0)]
+    summary = summarize(result, {"baseline": "other"})
+    assert [m["method"] for m in summary["methods"]] == ["ar", "ar", "other", "other"]
+    assert summary["baseline_unsupported"] == [{"id": "u/b", "reason": "no b here"}]
+    # a cut inside the grammar is incomplete, never valid
+    cut = run_suite(char_model(71, seed=5), load_rows(path), ["ar"], max_new_tokens=4, baseline=ScriptedEngine())
+    constrained = next(t for t in cut.tallies if t.method == "other" and t.constrained)
+    assert (constrained.incomplete, constrained.valid) == (1, 0)
+
+
+def test_the_targets_read_the_run_figures():
+    from decodekit.bench.jsonschema_suite import targets
+
+    def row(method, constrained, speed, valid=3, outputs=3, incomplete=0, speedup=None):
+        return {"method": method, "constrained": constrained, "tokens_per_second": speed, "valid": valid,
+                "outputs": outputs, "incomplete": incomplete if constrained else None,
+                "speedup_vs_constrained_ar": speedup}
+
+    rows = [row("ar", True, 9.5, speedup=1.0), row("pld", True, 15.0, speedup=15 / 9.5),
+            row("ar", False, 10.0), row("other", True, 12.0, valid=1)]
+    found = {t["target"]: (t["met"], t["figure"]) for t in targets(rows, "other")}
+    assert found["100% of finished constrained outputs valid"] == (True, "ar 3/3, pld 3/3")
+    assert found["constrained ar within 10% of unconstrained ar tokens/s"] == (True, "0.95x")
+    assert found["best speculative method >= 1.5x constrained ar tokens/s"] == (True, "pld 1.58x")
+    assert found["best speculative method ahead of other's grammar"][0] is True
+    rows[1]["valid"] = 2  # one finished output that is not valid
+    assert targets(rows, "other")[0]["met"] is False
+
+
+@pytest.mark.integration
+def test_llamacpp_grammar_baseline_on_the_embedded_model(smollm2_f32, tmp_path):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is an optional extra (make llamacpp)")
+    from decodekit.bench.baselines.llamacpp import gguf_file
+    from decodekit.bench.baselines.llamacpp_grammar import LlamaCppGrammar
+
+    engine = LlamaCppGrammar(gguf_file("smollm2-135m"), smollm2_f32, "llamacpp", n_ctx=512)
+    grammar, reason = engine.compile(ENUM)
+    assert reason is None
+    ids = smollm2_f32.encode('Reply with {"a": "x"} or {"a": "y"} in JSON.')
+    out = engine.generate(ids, 40, grammar)
+    assert out.finish_reason == "eos" and json.loads(out.text) in ({"a": "x"}, {"a": "y"})
+    free = engine.generate(ids, 8, None)
+    assert free.finish_reason == "length" and len(free.token_ids) == 8
+    # a type the converter does not know is a reason, not a crash
+    grammar, reason = engine.compile({"type": "no-such-type"})
+    assert grammar is None and reason

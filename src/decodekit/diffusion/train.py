@@ -38,6 +38,14 @@ import time
 from pathlib import Path
 
 
+def task_weights() -> list[float]:
+    """Sampling weight per task in ``TASKS`` order: the free-answer tasks, whose tokens constrain each other
+    (``shuffle``, ``latin``), are drawn twice as often as the others."""
+    from decodekit.diffusion.tasks import TASKS
+
+    return [2.0 if task in ("shuffle", "latin") else 1.0 for task in TASKS]
+
+
 def make_batch(rng: random.Random, batch: int):
     """Token ids [B, P+G], attention mask, position ids, and the answer region's start."""
     import torch
@@ -45,9 +53,10 @@ def make_batch(rng: random.Random, batch: int):
     from decodekit.diffusion.tasks import GEN_LENGTH, PROMPT_LENGTH, TASKS, Vocab, make_instance
 
     vocab = Vocab()
+    weights = task_weights()
     rows, masks = [], []
     for _ in range(batch):
-        inst = make_instance(rng.choice(TASKS), rng)
+        inst = make_instance(rng.choices(TASKS, weights)[0], rng)
         prompt = vocab.encode(inst.prompt)
         answer = vocab.encode(inst.reference) + [vocab.eos_id]
         answer += [vocab.eos_id] * (GEN_LENGTH - len(answer))
