@@ -132,3 +132,50 @@ def test_llamacpp_grammar_baseline_on_the_embedded_model(smollm2_f32, tmp_path):
     # a type the converter does not know is a reason, not a crash
     grammar, reason = engine.compile({"type": "no-such-type"})
     assert grammar is None and reason
+
+
+def bench_json(*args):
+    from typer.testing import CliRunner
+
+    from decodekit.cli.app import app
+
+    return CliRunner().invoke(app, ["bench-json", *args])
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--methods", "ar,nosuch"], "unknown method 'nosuch'"),
+    (["--max-new-tokens", "0"], "--max-new-tokens"),
+    (["--whitespace", "wide"], "--whitespace"),
+    (["--methods", "ar,llamacpp", "--model", "someone/some-model"], "llamacpp"),
+])
+def test_bench_json_mistakes_fail_in_one_line_before_any_model_loads(monkeypatch, tmp_path, args, fragment):
+    import decodekit.models
+    from user_errors import error_lines
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(decodekit.models, "load_model", refuse)
+    rows = write_rows(tmp_path / "rows.jsonl", [{"id": "t/enum", "category": "t", "schema": ENUM}])
+    result = bench_json(str(rows), "--out", str(tmp_path / "out"), *args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_bench_json_writes_its_summary_and_report(tmp_path):
+    model = char_model(71, seed=5)
+    model.model.save_pretrained(tmp_path / "model")
+    model.tokenizer.save_pretrained(tmp_path / "model")
+    rows = write_rows(tmp_path / "rows.jsonl", [{"id": "t/enum", "category": "t", "schema": ENUM}])
+    result = bench_json(str(rows), "--model", str(tmp_path / "model"), "--methods", "ar,pld", "--max-new-tokens",
+                        "30", "--out", str(tmp_path / "out"), "--threads", "1")
+    assert result.exit_code == 0, (result.output, result.exception)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["meta"]["command"] == (f"decodekit bench-json {rows} --methods ar,pld --model {tmp_path / 'model'} "
+                                          "--max-new-tokens 30 --dtype auto --whitespace fixed --threads 1")
+    assert [(m["method"], m["constrained"], m["valid"]) for m in summary["methods"]] == [
+        ("ar", True, 1), ("pld", True, 1), ("ar", False, 0), ("pld", False, 0)]
+    assert "## Targets" in (tmp_path / "out" / "report.md").read_text()
+    assert not list((tmp_path / "out").glob(".*.tmp"))

@@ -68,7 +68,11 @@ def bench_json(
     start = time.perf_counter()
     result = run_suite(loaded, rows, names, max_new_tokens, progress=lambda line: print(line, file=sys.stderr),
                        whitespace=whitespace, baseline=baseline)
-    meta = {"command": shlex.join(["decodekit", "bench-json", *sys.argv[2:]]), "suite": str(schemas),
+    command = ["decodekit", "bench-json", str(schemas), "--methods", methods, "--model", model, "--max-new-tokens",
+               str(max_new_tokens), "--dtype", dtype, "--whitespace", whitespace]
+    command += ["--per-category", str(per_category)] if per_category is not None else []
+    command += ["--threads", str(threads)] if threads is not None else []
+    meta = {"command": shlex.join(command), "suite": str(schemas),
             "schemas": len(rows), "per_category": per_category, "model": loaded.name, "precision": loaded.precision,
             "backend": loaded.backend.name, "device": str(loaded.device), **cpu_description(),
             "threads": torch.get_num_threads(), "max_new_tokens": max_new_tokens, "whitespace": whitespace,
