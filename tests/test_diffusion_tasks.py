@@ -61,3 +61,22 @@ def test_vocab_round_trip_and_unknown_word():
     assert vocab.decode([vocab.id("ann"), vocab.eos_id, vocab.id("bob")]) == "ann"
     with pytest.raises(UserError):
         vocab.encode("copy zed")
+
+
+def test_a_task_breaks_only_when_it_loses_more_than_one_instance_in_twenty():
+    from decodekit.diffusion.report import breaking_tasks
+
+    def methods(at_four):
+        return {"mdm": {"tasks": {"remove": {"score": 1.0}, "shuffle": {"score": 1.0}}},
+                "low_confidence steps=6": {"tasks": {"remove": {"score": at_four["remove"]},
+                                                     "shuffle": {"score": at_four["shuffle"]}}}}
+
+    rows = breaking_tasks({"methods": methods({"remove": 0.95, "shuffle": 0.9})})
+    assert [(r["task"], r["breaks"]) for r in rows] == [("remove", False), ("shuffle", True)]
+
+
+def test_training_draws_the_free_answer_tasks_twice_as_often():
+    from decodekit.diffusion.train import task_weights
+
+    weights = dict(zip(TASKS, task_weights()))
+    assert weights["shuffle"] == weights["latin"] == 2 * weights["copy"] == 2 * weights["sentence"]

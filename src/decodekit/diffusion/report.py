@@ -42,7 +42,7 @@ def breaking_tasks(summary: dict) -> list[dict]:
             if label in methods:
                 row[label] = methods[label]["tasks"][task]["score"]
         at4 = row.get("low_confidence steps=6")
-        row["breaks"] = at4 is not None and ref["score"] - at4 > DROP
+        row["breaks"] = at4 is not None and ref["score"] - at4 > DROP + 1e-9  # one instance in 20 is DROP, not more
         out.append(row)
     return out
 
