@@ -57,7 +57,8 @@ def contenders(methods: list[str] | None, sweeps: bool) -> list[Contender]:
         for gamma in (0.01, 1.0):
             out.append(Contender(f"eb gamma={gamma}", "eb", {"gamma": gamma}, "eb"))
         for schedule, high, low, k in (("exp", 7.5, 2.5, 8.0), ("exp", 15.0, 2.5, 4.0), ("linear", 15.0, 2.5, 8.0),
-                                       ("linear", 20.0, 5.0, 8.0), ("linear", 25.0, 5.0, 8.0), ("cosine", 25.0, 5.0, 8.0)):
+                                       ("linear", 20.0, 5.0, 8.0), ("linear", 25.0, 5.0, 8.0),
+                                       ("cosine", 25.0, 5.0, 8.0)):
             out.append(Contender(f"sched {schedule} {high}->{low}" + (f" k={k:g}" if schedule == "exp" else ""),
                                  "sched", {"schedule": schedule, "high": high, "low": low, "k": k}, "sched"))
         for steps in (24, 6, 3):

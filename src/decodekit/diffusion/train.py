@@ -4,7 +4,8 @@
 
 Recipe (fixed seed; everything below is the default):
 - Data: instances of the tasks in ``tasks.TASKS``, fresh each step (seeded ``random.Random``), the free-answer
-  tasks ``shuffle`` and ``latin`` drawn twice as often as each other task (``task_weights``); prompt left-padded with ``<pad>`` to ``PROMPT_LENGTH`` (masked out of attention,
+  tasks ``shuffle`` and ``latin`` drawn twice as often as each other task (``task_weights``); prompt left-padded
+  with ``<pad>`` to ``PROMPT_LENGTH`` (masked out of attention,
   position ids = cumulative sum of the attention mask - 1), answer followed by ``<eos>`` to ``GEN_LENGTH``.
 - Diffusion model (``testbed.DLLM_SHAPE``: Qwen2, 4 layers, hidden 192, 4 heads / 2 KV heads, tied
   embeddings), in Dream's two stages: phase 1 (``--ar-steps`` 1500) trains it as an autoregressive model
