@@ -38,6 +38,19 @@ def gguf_file(model: str) -> Path | None:
     return None
 
 
+def take_tokens(stream, eos: frozenset[int], limit: int) -> tuple[list[int], str]:
+    """The tokens of `Llama.generate`'s endless stream up to an end-of-sequence token (kept) or `limit` of
+    them, and why it stopped: "eos" or "length"."""
+    tokens: list[int] = []
+    for token in stream:
+        tokens.append(int(token))
+        if token in eos:
+            return tokens, "eos"
+        if len(tokens) >= limit:
+            break
+    return tokens, "length"
+
+
 class LlamaCppGenerate:
     """llama-cpp-python's `Llama.generate` on a GGUF file, plain or with its prompt lookup drafter."""
 
@@ -83,17 +96,9 @@ class LlamaCppGenerate:
         self.clock = ForwardClock()
         if self.lookup is not None:
             self.lookup.seconds = 0.0
-        tokens: list[int] = []
-        finish = "length"
         start = time.perf_counter()
-        for token in llm.generate(prompt_ids, temp=sampling.temperature, top_k=0, top_p=1.0, min_p=0.0,
-                                  typical_p=1.0, repeat_penalty=1.0):
-            tokens.append(int(token))
-            if token in self.eos:
-                finish = "eos"
-                break
-            if len(tokens) >= limit:
-                break
+        tokens, finish = take_tokens(llm.generate(prompt_ids, temp=sampling.temperature, top_k=0, top_p=1.0,
+                                                  min_p=0.0, typical_p=1.0, repeat_penalty=1.0), self.eos, limit)
         seconds = time.perf_counter() - start
         return Outcome(
             token_ids=tokens, finish_reason=finish, seconds=seconds, forward_passes=self.clock.calls,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from decodekit.bench.baselines.llamacpp import take_tokens
 from decodekit.bench.jsonschema_suite import BaselineOutput
 from decodekit.models.loaded import LoadedModel
 
@@ -54,17 +55,9 @@ class LlamaCppGrammar:
         llm = self.llm
         limit = min(max_new_tokens, llm.n_ctx() - len(prompt_ids))
         llm.reset()  # every request pays its own prefill, as decodekit's do
-        tokens: list[int] = []
-        finish = "length"
         start = time.perf_counter()
-        for token in llm.generate(prompt_ids, temp=0.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0,
-                                  repeat_penalty=1.0, grammar=grammar):
-            tokens.append(int(token))
-            if token in self.eos:
-                finish = "eos"
-                break
-            if len(tokens) >= limit:
-                break
+        tokens, finish = take_tokens(llm.generate(prompt_ids, temp=0.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0,
+                                                  repeat_penalty=1.0, grammar=grammar), self.eos, limit)
         seconds = time.perf_counter() - start
         text = self.tokenizer.decode([t for t in tokens if t not in self.eos], skip_special_tokens=True)
         return BaselineOutput(tokens, text, seconds, finish)
