@@ -90,6 +90,9 @@ def test_the_baseline_runs_the_schemas_it_takes_and_lists_the_others_apart(tmp_p
     summary = summarize(result, {"baseline": "other"})
     assert [m["method"] for m in summary["methods"]] == ["ar", "ar", "other", "other"]
     assert summary["baseline_unsupported"] == [{"id": "u/b", "reason": "no b here"}]
+    ours, theirs_row = summary["methods"][0], summary["methods"][2]
+    assert ours["decode_tokens_per_second"] > ours["tokens_per_second"]  # the prefill left out
+    assert theirs_row["prefill_seconds"] is None and theirs_row["decode_tokens_per_second"] is None
     # a cut inside the grammar is incomplete, never valid
     cut = run_suite(char_model(71, seed=5), load_rows(path), ["ar"], max_new_tokens=4, baseline=ScriptedEngine())
     constrained = next(t for t in cut.tallies if t.method == "other" and t.constrained)

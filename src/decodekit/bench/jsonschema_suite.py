@@ -13,7 +13,9 @@ space, and the fixed separators are tokens the grammar forces) and not:
 - valid rate: outputs that also satisfy the schema (`jsonschema`, the schema's own draft);
 - unsupported: schemas the grammar compiler refuses (reported apart with llguidance's reason; they are left
   out of both the constrained and the unconstrained rows, so that the two cover the same schemas);
-- tokens/s over all outputs; mask milliseconds per generated token (the grammar's mask computation, its
+- tokens/s over all outputs (prefill included), and decode tokens/s (the prompt's prefill left out, where the
+  engine reports it: the constrained and free outputs differ in length, so their prefill shares differ); mask
+  milliseconds per generated token (the grammar's mask computation, its
   matcher walk included); forced share: generated tokens that the grammar proposed and verification kept
   (StepRecord.forced) over all generated tokens; speedup: the row's tokens/s over constrained `ar`'s (for the
   decodekit methods under the grammar, whose outputs are the same tokens, that is also the ratio of times).
@@ -61,6 +63,7 @@ class Tally:
     tokens: int = 0
     forced: int = 0
     seconds: float = 0.0
+    prefill_seconds: float | None = 0.0  # None where the engine does not say (the baseline)
     mask_seconds: float = 0.0
     incomplete: int = 0  # constrained outputs that hit the length limit before the grammar accepted
     failures: list[str] = field(default_factory=list)  # ids whose output does not satisfy the schema
@@ -68,8 +71,10 @@ class Tally:
     baseline: bool = False  # another engine's rows: no mask time or forced tokens are measured there
 
     def add(self, row: Row, parsed: bool, valid: bool, tokens: int, seconds: float, forced: int = 0,
-            mask_seconds: float = 0.0, incomplete: bool = False) -> None:
+            mask_seconds: float = 0.0, incomplete: bool = False, prefill_seconds: float | None = None) -> None:
         self.outputs += 1
+        if self.prefill_seconds is not None:
+            self.prefill_seconds = None if prefill_seconds is None else self.prefill_seconds + prefill_seconds
         self.parsed += parsed
         self.valid += valid
         self.tokens += tokens
@@ -189,7 +194,8 @@ def run_suite(model, rows: list[Row], methods: list[str], max_new_tokens: int = 
                 parsed, value = parse_output(result.text)
                 valid = parsed and _is_valid(row.schema, value)
                 tally.add(row, parsed, valid, len(result.token_ids), result.seconds, result.stats["forced_tokens"],
-                          grammar.stats.seconds - masks_before if constrained else 0.0, result.complete is False)
+                          grammar.stats.seconds - masks_before if constrained else 0.0, result.complete is False,
+                          result.prefill_seconds)
                 if progress is not None:
                     progress(f"{method} {'constrained' if constrained else 'free'} {row.id}: "
                              f"{len(result.token_ids)} tokens in {result.seconds:.1f} s, "
@@ -245,6 +251,10 @@ def summarize(result: SuiteResult, meta: dict) -> dict:
             "parse_rate": _rate(t.parsed, t.outputs), "valid_rate": _rate(t.valid, t.outputs),
             "valid_of_finished": _rate(t.valid, t.outputs - t.incomplete) if t.constrained else None,
             "tokens": t.tokens, "seconds": t.seconds, "tokens_per_second": speed,
+            "prefill_seconds": t.prefill_seconds,
+            "decode_tokens_per_second": (t.tokens / (t.seconds - t.prefill_seconds)
+                                         if t.prefill_seconds is not None and t.seconds > t.prefill_seconds
+                                         else None),
             "mask_ms_per_token": 1000 * t.mask_seconds / t.tokens if ours and t.tokens else None,
             "forced_share": t.forced / t.tokens if ours and t.tokens else None,
             "speedup_vs_constrained_ar": speed / ref_speed if speed and ref_speed else None,

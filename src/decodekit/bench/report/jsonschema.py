@@ -14,12 +14,14 @@ def _num(value: float | None, pattern: str) -> str:
 
 def table(summary: dict) -> str:
     lines = ["| method | grammar | outputs | parse | valid | valid of finished | incomplete | tokens/s | "
-             "mask ms/token | forced share | vs constrained ar |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "decode tokens/s | mask ms/token | forced share | vs constrained ar |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in summary["methods"]:
         lines.append(
             f"| {m['method']} | {'yes' if m['constrained'] else 'no'} | {m['outputs']} | {_pct(m['parse_rate'])} | "
             f"{_pct(m['valid_rate'])} | {_pct(m['valid_of_finished'])} | "
             f"{'-' if m['incomplete'] is None else m['incomplete']} | {_num(m['tokens_per_second'], '{:.1f}')} | "
+            f"{_num(m.get('decode_tokens_per_second'), '{:.1f}')} | "
             f"{_num(m['mask_ms_per_token'], '{:.3f}')} | {_pct(m['forced_share'])} | "
             f"{_num(m['speedup_vs_constrained_ar'], '{:.2f}x')} |")
     return "\n".join(lines)
