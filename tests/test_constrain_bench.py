@@ -181,4 +181,4 @@ def test_bench_json_writes_its_summary_and_report(tmp_path):
     assert [(m["method"], m["constrained"], m["valid"]) for m in summary["methods"]] == [
         ("ar", True, 1), ("pld", True, 1), ("ar", False, 0), ("pld", False, 0)]
     assert "## Targets" in (tmp_path / "out" / "report.md").read_text()
-    assert not list((tmp_path / "out").glob(".*.tmp"))
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "decodekit"
 # From the bottom up, as docs/architecture.md's table lists them (its last row first), with the modules below
 # every layer first.
 LAYERS = [
-    ("base", ("errors", "defaults", "text", "trace", "option_values")),
+    ("base", ("errors", "defaults", "text", "trace", "option_values", "files")),
     ("runtime", ("models",)),
     ("parts", ("drafting", "sampling", "constrain")),
     ("diffusion", ("diffusion",)),

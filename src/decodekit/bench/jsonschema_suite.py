@@ -180,6 +180,7 @@ def run_suite(model, rows: list[Row], methods: list[str], max_new_tokens: int = 
         except UserError as error:
             unsupported.append((row.id, str(error)))
     supported = [row for row in rows if row.id in grammars]
+    prompts = {row.id: prompt_ids(model, row) for row in supported}  # every method and the baseline read these
     tallies = []
     for constrained in (True, False):
         for method in methods:
@@ -188,7 +189,7 @@ def run_suite(model, rows: list[Row], methods: list[str], max_new_tokens: int = 
             for row in supported:
                 grammar = grammars[row.id]
                 masks_before = grammar.stats.seconds
-                request = DecodeRequest(prompt_ids(model, row), max_new_tokens,
+                request = DecodeRequest(prompts[row.id], max_new_tokens,
                                         processors=[grammar] if constrained else [])
                 result = Decoding(model, request, decoder, method).run()
                 parsed, value = parse_output(result.text)
@@ -215,7 +216,7 @@ def run_suite(model, rows: list[Row], methods: list[str], max_new_tokens: int = 
             for row in supported:
                 if row.id not in compiled:
                     continue
-                out = baseline.generate(prompt_ids(model, row), max_new_tokens,
+                out = baseline.generate(prompts[row.id], max_new_tokens,
                                         compiled[row.id] if constrained else None)
                 parsed, value = parse_output(out.text)
                 valid = parsed and _is_valid(row.schema, value)

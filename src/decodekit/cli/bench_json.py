@@ -16,6 +16,7 @@ from decodekit.bench.jsonschema_suite import load_rows, run_suite, summarize
 from decodekit.bench.report.jsonschema import render_report, table
 from decodekit.constrain.grammar import WHITESPACE
 from decodekit.errors import UserError
+from decodekit.files import write_text_atomically
 from decodekit.models.catalog import DEFAULT_MODEL
 
 BASELINE = "llamacpp"  # llama.cpp's own JSON-schema grammar (bench/baselines/llamacpp_grammar.py)
@@ -79,8 +80,8 @@ def bench_json(
             "baseline": BASELINE if baseline is not None else None, "seconds": round(time.perf_counter() - start, 1),
             "created": time.strftime("%Y-%m-%d %H:%M:%S"), "decodekit": __version__}
     summary = summarize(result, meta)
-    _write(out / "summary.json", json.dumps(summary, indent=1) + "\n")
-    _write(out / "report.md", render_report(summary))
+    write_text_atomically(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    write_text_atomically(out / "report.md", render_report(summary))
     print(table(summary))
     for schema_id, reason in result.unsupported:
         print(f"unsupported: {schema_id}: {reason}")
@@ -107,10 +108,3 @@ def _context(loaded, rows, max_new_tokens: int) -> int:
     from decodekit.bench.jsonschema_suite import prompt_ids
 
     return max(len(prompt_ids(loaded, row)) for row in rows) + max_new_tokens + 8
-
-
-def _write(path: Path, text: str) -> None:
-    """Written whole or not at all: a temporary file beside it, then renamed."""
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    staging.replace(path)

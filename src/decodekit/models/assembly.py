@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from decodekit.errors import UserError
+from decodekit.files import write_text_atomically
 
 BLOCK = 1 << 24  # bytes copied and hashed per read
 READABLE = 0o644  # the joined file's mode (a temporary file is created private)
@@ -77,7 +78,7 @@ def assemble(parts: list[Path], target: Path, size: int, sha256: str) -> Path:
                             f"{sha256}; reinstall them")
         check_gguf(temporary)
         temporary.chmod(READABLE)
-        _write_atomically(sidecar(target), f"{sha256}  {target.name}\n")
+        write_text_atomically(sidecar(target), f"{sha256}  {target.name}\n", READABLE)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
@@ -93,8 +94,3 @@ def is_assembled(target: Path, size: int, sha256: str) -> bool:
         return False
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}-", delete=False) as handle:
-        handle.write(text)
-    os.chmod(handle.name, READABLE)
-    os.replace(handle.name, path)
