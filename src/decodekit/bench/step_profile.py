@@ -22,6 +22,7 @@ from decodekit.models.backend_lean import LeanLlamaBackend
 from decodekit.models.loaded import LoadedModel
 
 KINDS = {"aten::addmm": "products", "aten::mm": "products", "mkl::_mkl_linear": "products",
+         "mkldnn::_linear_pointwise": "products",
          "aten::_weight_int4pack_mm_for_cpu": "products",
          "aten::linear": None, "aten::_scaled_dot_product_flash_attention_for_cpu": "attention",
          "aten::scaled_dot_product_attention": None}  # None: a wrapper, its time is counted in what it calls
@@ -40,7 +41,8 @@ def backends_to_profile(model: LoadedModel) -> dict[str, object]:
     (where the model's own is not already that)."""
     chosen = model.backend.name
     if chosen == "lean":
-        chosen = "lean-packed" if model.backend.packed_rows else "lean-plain"
+        chosen = ("lean-packed" if model.backend.packed_rows else
+                  "lean-onednn" if getattr(model.backend, "onednn", False) else "lean-plain")
     backends = {chosen: model.backend}
     for name, make in (("lean-plain", lambda: LeanLlamaBackend(model.model, pack=False)),
                        ("transformers", lambda: TransformersBackend(model.model))):

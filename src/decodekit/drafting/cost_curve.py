@@ -146,6 +146,7 @@ def curve_key(model: LoadedModel) -> str:
     ident = "|".join([
         model.name, hashlib.sha256(config.encode()).hexdigest()[:12], str(model.dtype).removeprefix("torch."),
         str(model.device), model.backend.name, f"packed{model.backend.packed_rows}",
+        "onednn" if getattr(model.backend, "onednn", False) else "",
         f"{torch.get_num_threads()}threads",
     ])
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)

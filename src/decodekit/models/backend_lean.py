@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from decodekit.errors import UserError
 from decodekit.models.cache import KVSlots, SlotCache
 from decodekit.models.protocols import SequenceInput
+from decodekit.models.row_attention import ROW_LIMIT, attend_rows, row_keys
 
 STATIC_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn"})
 FIRST_CAPACITY = 1024  # cache positions and RoPE table rows made up front; both double when a request needs more
@@ -115,10 +116,20 @@ class _Layer:
             _pack(weight, packed_rows) for weight in (self.qkv, self.o, self.gate_up, self.down)
         )
 
+    def pack_onednn(self) -> None:
+        self.qkv_packed, self.o_packed, self.gate_up_packed, self.down_packed = (
+            _pack_onednn(weight) for weight in (self.qkv, self.o, self.gate_up, self.down)
+        )
+
 
 def _pack(weight: torch.Tensor, packed_rows: tuple[int, ...]) -> dict[int, torch.Tensor]:
     """`weight` reordered by MKL for products with exactly `rows` input rows, for each of `packed_rows`."""
     return {rows: torch.ops.mkl._mkl_reorder_linear_weight(weight.detach(), rows) for rows in packed_rows}
+
+
+def _pack_onednn(weight: torch.Tensor) -> torch.Tensor:
+    """`weight` reordered once into oneDNN's blocked layout for bfloat16 products over any number of rows."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1)
 
 
 def packable(model) -> bool:
@@ -131,12 +142,31 @@ def packable(model) -> bool:
     )
 
 
+def onednn_packable(model, int4: bool) -> bool:
+    """Whether the lean backend reorders `model`'s bfloat16 weights for oneDNN (`onednn_linear`): on a CPU
+    whose torch has oneDNN, for weights of at most `PACK_LIMIT_BYTES` (the copy adds as much memory again).
+    Over 4-bit layers (`int4`) only the output head is reordered, and only its size counts."""
+    tensors = [model.lm_head.weight] if int4 else list(model.parameters())
+    weights = sum(p.numel() * p.element_size() for p in tensors)
+    return (
+        model.device.type == "cpu" and model.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise") and weights <= PACK_LIMIT_BYTES
+    )
+
+
 def _plain_linear(x, weight, packed, bias, rows):
     return F.linear(x, weight, bias)
 
 
 def _packed_linear(x, weight, packed, bias, rows):
     return torch.ops.mkl._mkl_linear(x, packed[rows], weight, bias, rows)
+
+
+def onednn_linear(x, weight, packed, bias, rows):
+    """A bfloat16 product over oneDNN-reordered weights: the bits of `F.linear` up to 32 rows (the same kernel,
+    without the reorder it does on every call), and for any number of rows the same bits per row on a CPU with
+    AMX, where `F.linear` switches kernels past 32 rows (precision_probe.py measures it)."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
 def _int4_linear(x, weight, packed, bias, rows):
@@ -166,7 +196,12 @@ class LeanLlamaBackend:
     masks_cached = True  # forward takes a wide tree mask over the last cached positions too
 
     @torch.no_grad()
-    def __init__(self, model, pack: bool = True, int4_layers: list[dict] | None = None) -> None:
+    def __init__(self, model, pack: bool = True, int4_layers: list[dict] | None = None,
+                 row_exact: bool | None = None) -> None:
+        """`row_exact`: attention row by row in forwards of up to ROW_LIMIT tokens (row_attention.py), so
+        that each row has one-token decoding's bits where the products round alike for any number of rows;
+        by default in reduced precision only (float32's products round rows apart anyway, about 1e-7, and
+        one attention call is cheaper). Off, every forward rounds as transformers' does."""
         reason = unsupported_reason(model)
         if reason is not None:
             raise UserError(f"the lean backend cannot run this model: {reason}; use backend='transformers'")
@@ -179,9 +214,11 @@ class LeanLlamaBackend:
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.eps = config.rms_norm_eps
         self.rms_norm = F.rms_norm if self.dtype == torch.float32 else rms_norm_rounding_twice
+        self.row_exact = self.dtype != torch.float32 if row_exact is None else row_exact
         self.context = int(config.max_position_embeddings)
         self.scale = self.head_dim**-0.5
         self.packed_rows = PACKED_ROWS if pack and packable(model) and int4_layers is None else ()
+        self.onednn = pack and onednn_packable(model, int4_layers is not None)
         layers = model.model.layers[: config.num_hidden_layers]
         self.int4 = int4_layers is not None  # the layers' products from 4-bit weights (gguf_int4.py)
         if self.int4:
@@ -222,6 +259,12 @@ class LeanLlamaBackend:
     def _pack_weights(self) -> None:
         """Pack every weight for `packed_rows` (about 0.7 s for SmolLM2-135M): done by the first forward that
         uses them, so that loading and plain decoding neither wait for it nor hold the copies."""
+        if self.onednn:
+            if not self.int4:
+                for layer in self.layers:
+                    layer.pack_onednn()
+            self.head_packed = _pack_onednn(self.head)
+            return
         for layer in self.layers:
             layer.pack(self.packed_rows)
         self.head_packed = _pack(self.head, self.packed_rows)
@@ -291,11 +334,8 @@ class LeanLlamaBackend:
             positions = torch.cat([positions, positions[-1:].expand(rows - n)])
         cos, sin = self._rope(positions)  # [rows, head_dim], broadcast over heads
         mask = self._mask(n, rows, past, tree_mask)
-        linear = _int4_linear if self.int4 else _plain_linear
-        if rows in self.packed_rows:
-            if self.head_packed is None:
-                self._pack_weights()
-            linear = _packed_linear
+        plan = row_keys(mask) if self.row_exact and mask is not None and rows <= ROW_LIMIT else None
+        linear = self._linear(rows)
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
         rotated_heads = heads + kv_heads
         half = head_dim // 2
@@ -314,10 +354,13 @@ class LeanLlamaBackend:
             keys, values = cache.layer_keys[index], cache.layer_values[index]
             keys[0, :, past:end] = qk[heads:]
             values[0, :, past:end] = qkv[rotated_heads:]
-            attended = F.scaled_dot_product_attention(
-                qk[None, :heads], keys[:, :, :end], values[:, :, :end],
-                attn_mask=mask, scale=self.scale, enable_gqa=True,
-            )
+            if plan is None:
+                attended = F.scaled_dot_product_attention(
+                    qk[None, :heads], keys[:, :, :end], values[:, :, :end],
+                    attn_mask=mask, scale=self.scale, enable_gqa=True,
+                )
+            else:
+                attended = attend_rows(qk[None, :heads], keys[:, :, :end], values[:, :, :end], plan, self.scale)
             attended = attended.transpose(1, 2).reshape(rows, heads * head_dim)
             x = x + linear(attended, layer.o, layer.o_packed, layer.o_bias, rows)
             h = rms_norm(x, shape, layer.post_norm, eps)
@@ -331,12 +374,25 @@ class LeanLlamaBackend:
             return logits, {j: self._head(exits[j], n, rows, last, linear) for j in exit_layers}
         return logits
 
+    def _linear(self, rows: int):
+        """The product for the layers of a forward over `rows` rows (packing the weights on first use)."""
+        packed = self.onednn or rows in self.packed_rows
+        if packed and self.head_packed is None:
+            self._pack_weights()
+        if self.int4:
+            return _int4_linear
+        if self.onednn:
+            return onednn_linear
+        return _packed_linear if rows in self.packed_rows else _plain_linear
+
     def _head(self, x: torch.Tensor, n: int, rows: int, last: int, linear) -> torch.Tensor:
         """The final norm and the output head on the real rows (or the `last` of them), float32: for the last
         layer's stream and for an early exit's."""
         if last:
             x = x[n - last : n]
         x = self.rms_norm(x, (self.embed.shape[1],), self.norm, self.eps)
+        if self.onednn:
+            return onednn_linear(x, self.head, self.head_packed, None, rows).float()
         if x.shape[0] == rows and rows in self.packed_rows:  # padding rows too (for the packed head), dropped
             return linear(x, self.head, self.head_packed, None, rows)[:n].float()
         return F.linear(x, self.head).float()
@@ -394,16 +450,16 @@ class LeanLlamaBackend:
         columns = torch.tensor(pasts, device=device)[:, None] + torch.arange(rows, device=device)  # [batch, rows]
         slot_index = torch.tensor(slots, device=device)[:, None]
         contiguous = slots == list(range(slots[0], slots[0] + batch))
-        linear = _int4_linear if self.int4 else _plain_linear
+        flat = batch * rows
+        linear = self._linear(flat) if self.onednn or self.int4 else _plain_linear  # MKL's packs: fixed rows
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
         rotated_heads = heads + kv_heads
         half = head_dim // 2
         eps, shape, rms_norm = self.eps, (self.embed.shape[1],), self.rms_norm
-        flat = batch * rows
         x = F.embedding(ids.reshape(flat), self.embed)
         for index, layer in enumerate(self.layers):
             h = rms_norm(x, shape, layer.input_norm, eps)
-            qkv = linear(h, layer.qkv, None, layer.qkv_bias, flat)
+            qkv = linear(h, layer.qkv, layer.qkv_packed, layer.qkv_bias, flat)
             qkv = qkv.view(batch, rows, heads + 2 * kv_heads, head_dim).transpose(1, 2)
             qk = qkv[:, :rotated_heads]
             qk = qk * cos + qk.roll(half, -1) * sin
@@ -420,10 +476,10 @@ class LeanLlamaBackend:
                 qk[:, :heads], keys, values, attn_mask=mask, scale=self.scale, enable_gqa=True,
             )
             attended = attended.transpose(1, 2).reshape(flat, heads * head_dim)
-            x = x + linear(attended, layer.o, None, layer.o_bias, flat)
+            x = x + linear(attended, layer.o, layer.o_packed, layer.o_bias, flat)
             h = rms_norm(x, shape, layer.post_norm, eps)
-            gate, up = linear(h, layer.gate_up, None, layer.gate_up_bias, flat).chunk(2, dim=-1)
-            x = x + linear(F.silu(gate) * up, layer.down, None, layer.down_bias, flat)
+            gate, up = linear(h, layer.gate_up, layer.gate_up_packed, layer.gate_up_bias, flat).chunk(2, dim=-1)
+            x = x + linear(F.silu(gate) * up, layer.down, layer.down_packed, layer.down_bias, flat)
         x = x.view(batch, rows, -1)
         kept = []
         for b, (sequence, cache, n, past) in enumerate(zip(sequences, caches, counts, pasts)):
@@ -431,4 +487,5 @@ class LeanLlamaBackend:
             kept.append(x[b, n - sequence.last : n] if sequence.last else x[b, :n])
         sizes = [k.shape[0] for k in kept]
         out = rms_norm(torch.cat(kept), shape, self.norm, eps)
-        return list(F.linear(out, self.head).float().split(sizes))
+        head = onednn_linear(out, self.head, self.head_packed, None, flat) if self.onednn else F.linear(out, self.head)
+        return list(head.float().split(sizes))

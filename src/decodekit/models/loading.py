@@ -27,6 +27,7 @@ from decodekit.models.catalog import CATALOG, DEFAULT_MODEL, gguf_path, lookup
 from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
 from decodekit.models.gguf_q4_model import load_q4
 from decodekit.models.loaded import LoadedModel
+from decodekit.models.precision_probe import BF16, rows_invariant
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 Q4 = "q4"  # bfloat16 activations over the GGUF file's own quantised layer weights (gguf_int4.py)
@@ -38,14 +39,22 @@ def cpu_has_amx_bf16() -> bool:
 
     AVX512-BF16 alone is not enough: on a 2-core Sapphire Rapids guest without AMX, one SmolLM2-135M step
     took as long in bfloat16 as in float32 (about 40 ms; oneDNN's bfloat16 products over a single row ran
-    1.5 to 4 times slower than float32's), and a forward over 16 tokens no cheaper, while float32 keeps every
-    speculative method token-identical to plain decoding.
+    1.5 to 4 times slower than float32's), and a forward over 16 tokens no cheaper.
     """
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return "amx_bf16" in flags
+
+
+def bfloat16_is_exact_and_fast(device: torch.device) -> bool:
+    """`--dtype auto`'s rule on a CPU: bfloat16 when the CPU has AMX (its products beat float32's) and its
+    bfloat16 products give each row the same bits for any number of rows, measured now (precision_probe.py),
+    so that verification is exact; on a GPU, bfloat16."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and cpu_has_amx_bf16() and rows_invariant(BF16)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -58,13 +67,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` is bfloat16 on a GPU or on a CPU with AMX, float32 elsewhere; `q4` (`gguf`) computes in
+    """`auto` is bfloat16 where `bfloat16_is_exact_and_fast`, float32 elsewhere; `q4` (`gguf`) computes in
     bfloat16."""
     if dtype in Q4_ALIASES:
         return torch.bfloat16
     if dtype == "auto":
-        fast = device.type == "cuda" or (device.type == "cpu" and cpu_has_amx_bf16())
-        return torch.bfloat16 if fast else torch.float32
+        return torch.bfloat16 if bfloat16_is_exact_and_fast(device) else torch.float32
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or q4 (alias gguf)")
     return DTYPES[dtype]

@@ -1,0 +1,73 @@
+"""Attention row by row: a verification forward whose every row computes exactly what one-token decoding does.
+
+In bfloat16 (and `--dtype q4`, whose products take bfloat16 activations) a forward over a draft tree differs
+from decoding the same tokens one at a time, and the difference is not in the matrix products: on a CPU with
+AMX, oneDNN's bfloat16 products and PyTorch's int4 kernel give every row the same bits whatever the number of
+rows (`decodekit models` measures it on the CPU at hand, see precision_probe.py). It is in attention: one
+`scaled_dot_product_attention` call over all the new rows, with a mask, reduces over `past + rows` key
+columns (the masked ones as zeros) in a blocking chosen for that shape, where one-token decoding reduces over
+exactly the `past + depth + 1` keys that row sees. A few units in the last place of one attention output
+become, after bfloat16 rounding and 30 layers, logits apart by up to about 0.8.
+
+The rule here: each row attends on its own, with no mask, to the keys it sees, in position order, laid out
+contiguously: a prefix of the cache (a chain's rows, and every row of a causal forward) is a view of it; any
+other set (a tree row's past and ancestors) is gathered, one `index_select` per layer for all such rows. The
+call then has the same shapes and values as the one-token step's, so the same kernel gives the same bits.
+
+Cost: one attention call per row and layer instead of one per layer (8 rows x 30 layers for SmolLM2-135M), and
+the gathered copies; `decodekit profile` shows it. Parameter: `ROW_LIMIT` = 64 new tokens, the largest forward
+attended this way (a draft's verification is at most NUM_DRAFT + 1 = 8 rows by default); longer forwards (a
+prompt's prefill) attend in one call, the same for plain decoding and for every speculative method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+ROW_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class RowKeys:
+    """Where each row of a forward finds its keys: `spans[r] = (gathered, start, length)`, the keys
+    `[start, start + length)` of the cache itself (gathered False: a prefix, start 0) or of the keys that
+    `gather` selects (the positions of every gathered row in turn)."""
+
+    spans: list[tuple[bool, int, int]]
+    gather: torch.Tensor | None
+
+
+def row_keys(mask: torch.Tensor) -> RowKeys:
+    """The plan for a boolean mask [rows, columns] (True: the row sees that cache position)."""
+    lengths = mask.sum(dim=1).tolist()
+    spans: list[tuple[bool, int, int]] = []
+    gathered: list[torch.Tensor] = []
+    offset = 0
+    for row, length in zip(mask, lengths, strict=True):
+        if bool(row[:length].all()):
+            spans.append((False, 0, length))
+        else:
+            spans.append((True, offset, length))
+            gathered.append(row.nonzero().squeeze(1))
+            offset += length
+    return RowKeys(spans, torch.cat(gathered) if gathered else None)
+
+
+def attend_rows(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, plan: RowKeys,
+                scale: float) -> torch.Tensor:
+    """Attention of queries [1, heads, rows, dim] over keys and values [1, kv_heads, positions, dim], each row
+    alone over the keys `plan` gives it: [1, heads, rows, dim], as the one call with a mask would return."""
+    if plan.gather is not None:
+        gathered_keys = keys.index_select(2, plan.gather)
+        gathered_values = values.index_select(2, plan.gather)
+    outputs = []
+    for row, (gathered, start, length) in enumerate(plan.spans):
+        row_keys_, row_values = (gathered_keys, gathered_values) if gathered else (keys, values)
+        outputs.append(F.scaled_dot_product_attention(
+            queries[:, :, row : row + 1], row_keys_[:, :, start : start + length],
+            row_values[:, :, start : start + length], scale=scale, enable_gqa=True,
+        ))
+    return torch.cat(outputs, dim=2)

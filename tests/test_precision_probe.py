@@ -1,0 +1,44 @@
+"""The measured rule behind `--dtype auto` (models/precision_probe.py, models/loading.py) and the oneDNN product."""
+
+import torch
+import torch.nn.functional as F
+
+from decodekit.models import loading, precision_probe
+from decodekit.models.backend_lean import onednn_linear
+from decodekit.models.precision_probe import BF16, INT4, products_rows_invariant, rows_invariant
+
+
+def test_onednn_product_has_the_bits_of_f_linear():
+    generator = torch.Generator().manual_seed(3)
+    weight = torch.randn(96, 64, generator=generator).to(torch.bfloat16)
+    bias = torch.randn(96, generator=generator).to(torch.bfloat16)
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
+    for rows in (1, 3, 8):
+        x = torch.randn(rows, 64, generator=generator).to(torch.bfloat16)
+        assert torch.equal(onednn_linear(x, weight, packed, bias, rows), F.linear(x, weight, bias))
+
+
+def test_a_product_that_depends_on_the_other_rows_is_caught():
+    def make(weight):
+        return lambda x: F.linear(x, weight) + x.sum(dim=0).mean() * 1e-2  # every row sees the batch
+
+    def row_by_row(weight):
+        return lambda x: torch.cat([F.linear(x[i : i + 1], weight) for i in range(x.shape[0])])
+
+    assert not products_rows_invariant(make)
+    assert products_rows_invariant(row_by_row)
+
+
+def test_the_probe_answers_for_both_kinds():
+    assert isinstance(rows_invariant(BF16), bool) and isinstance(rows_invariant(INT4), bool)
+
+
+def test_auto_takes_bfloat16_only_with_amx_and_invariant_products(monkeypatch):
+    cpu = torch.device("cpu")
+    for amx, invariant, expected in ((True, True, torch.bfloat16), (True, False, torch.float32),
+                                     (False, True, torch.float32)):
+        monkeypatch.setattr(loading, "cpu_has_amx_bf16", lambda amx=amx: amx)
+        monkeypatch.setattr(loading, "rows_invariant", lambda kind, invariant=invariant: invariant)
+        assert loading.resolve_dtype("auto", cpu) == expected
+    assert loading.resolve_dtype("float32", cpu) == torch.float32
+    assert precision_probe.ROWS > 1
