@@ -16,7 +16,7 @@ def models(ctx: typer.Context) -> None:
 
     from decodekit.models.catalog import CATALOG, DEFAULT_MODEL
     from decodekit.models.conversion_cache import cache_root
-    from decodekit.models.loading import cpu_has_amx_bf16, resolve_device, resolve_dtype
+    from decodekit.models.loading import cpu_has_amx_bf16, q4_is_exact, resolve_device, resolve_dtype
     from decodekit.models.precision_probe import BF16, INT4, rows_invariant
 
     table = Table(title="decodekit models")
@@ -35,15 +35,18 @@ def models(ctx: typer.Context) -> None:
     console = Console()
     console.print(table)
     device = resolve_device("auto")
-    console.print(f"dtype auto on this machine: {str(resolve_dtype('auto', device)).removeprefix('torch.')} "
-                  f"on {device.type} (bfloat16 on a GPU, or on a CPU with AMX whose bfloat16 products give each row "
-                  "the same bits for any number of rows, so that verification is exact; else float32); --dtype q4 "
-                  "keeps a GGUF's own quantised weights (bfloat16 activations)")
+    other = str(resolve_dtype("auto", device)).removeprefix("torch.")
+    gguf = "q4" if q4_is_exact(device) else other
+    console.print(f"--dtype auto on this machine ({device.type}): {gguf} for a Llama or Qwen2 GGUF file (the catalog's "
+                  f"SmolLM2 and Qwen models), {other} for other models. The rule: the fastest precision whose "
+                  "verification is exact here; q4 (the file's own quantised weights, bfloat16 activations) when "
+                  "this CPU's int4 and bfloat16 products give each row the same bits for any number of rows, else "
+                  "bfloat16 on a GPU or on a CPU with AMX and such bfloat16 products, else float32")
     if device.type == "cpu":
-        console.print(f"measured on this CPU: AMX {'yes' if cpu_has_amx_bf16() else 'no'}; rows bit-identical "
-                      f"for any number of rows: bfloat16 products {_yes(rows_invariant(BF16))}, int4 products "
-                      f"{_yes(rows_invariant(INT4))} (both: verification in that precision is exact; float32's "
-                      "products round a row apart by about 1e-7, and outputs match plain decoding but at a near-tie)")
+        console.print(f"measured on this CPU now: AMX {_yes(cpu_has_amx_bf16())}; each row's bits independent of "
+                      f"the number of rows: bfloat16 products {_yes(rows_invariant(BF16))}, int4 products "
+                      f"{_yes(rows_invariant(INT4))}. float32's products round rows about 1e-7 apart: its outputs "
+                      "match plain decoding's except where two tokens tie that closely")
     root = cache_root()
     used = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
     console.print(f"cache: {root} ({used / 2**20:.0f} MiB; set DECODEKIT_CACHE to move it)")

@@ -27,7 +27,7 @@ from decodekit.models.catalog import CATALOG, DEFAULT_MODEL, gguf_path, lookup
 from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
 from decodekit.models.gguf_q4_model import load_q4
 from decodekit.models.loaded import LoadedModel
-from decodekit.models.precision_probe import BF16, rows_invariant
+from decodekit.models.precision_probe import BF16, INT4, rows_invariant
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 Q4 = "q4"  # bfloat16 activations over the GGUF file's own quantised layer weights (gguf_int4.py)
@@ -66,9 +66,39 @@ def resolve_device(device: str) -> torch.device:
         raise UserError(f"unknown device {device!r}: use auto, cpu or cuda") from error
 
 
+Q4_ARCHITECTURES = frozenset({"llama", "qwen2"})  # GGUF architectures the q4 path reads (gguf_q4_model.py)
+
+
+def gguf_architecture(gguf_file: Path) -> str:
+    """The file's `general.architecture` (read from its header)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf_file)).fields.get("general.architecture")
+    return str(field.contents()) if field is not None else "llama"
+
+
+def q4_is_exact(device: torch.device) -> bool:
+    """Whether `--dtype q4` verifies exactly here: on a CPU whose int4 and bfloat16 products (the layers and
+    the output head) give each row the same bits for any number of rows, measured now (precision_probe.py)."""
+    return device.type == "cpu" and rows_invariant(INT4) and rows_invariant(BF16)
+
+
+def auto_dtype(gguf_file: Path | None, backend: str, device: torch.device) -> str:
+    """`--dtype auto`: the fastest precision whose verification is exact on this machine, by a measured rule.
+
+    q4 for a Llama or Qwen2 GGUF file on the lean backend when `q4_is_exact` (it reads a quarter to an eighth of
+    float32's bytes: its one-token step was the fastest of the three on every CPU measured, the README has
+    the figures); else bfloat16 where `bfloat16_is_exact_and_fast`; else float32.
+    """
+    if (gguf_file is not None and backend != "transformers" and q4_is_exact(device)
+            and gguf_architecture(gguf_file) in Q4_ARCHITECTURES):
+        return Q4
+    return "bfloat16" if bfloat16_is_exact_and_fast(device) else "float32"
+
+
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` is bfloat16 where `bfloat16_is_exact_and_fast`, float32 elsewhere; `q4` (`gguf`) computes in
-    bfloat16."""
+    """The torch dtype a model computes in: `auto` (for a source that is not a q4 GGUF file, see `auto_dtype`)
+    is bfloat16 where `bfloat16_is_exact_and_fast`, float32 elsewhere; `q4` (`gguf`) computes in bfloat16."""
     if dtype in Q4_ALIASES:
         return torch.bfloat16
     if dtype == "auto":
@@ -217,8 +247,10 @@ def load_model(
     if backend == LLAMACPP:
         return _load_llamacpp(name_or_path, dtype, device, start)
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
     gguf_file = _gguf_file(name_or_path)
+    if dtype == "auto":
+        dtype = auto_dtype(gguf_file, backend, torch_device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
     if dtype in Q4_ALIASES:
         check_q4(gguf_file, backend, torch_device)
         model, tokenizer, layers = load_q4(gguf_file, _notice, torch_dtype)
