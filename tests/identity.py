@@ -26,3 +26,11 @@ def greedy_mismatches(model, method: str, prompts: list, max_new_tokens: int = 4
             if generate(prompt, model, method=method, max_new_tokens=max_new_tokens, session=_session,
                      **options).token_ids
             != ar_reference(model, prompt, max_new_tokens)]
+
+
+def verification_exact_here(precision: str) -> bool:
+    """Whether the lean backend verifies bit for bit in `precision` on this CPU (bfloat16, q4: its products
+    give each row the same bits for any number of rows, models/precision_probe.py; float32's do not)."""
+    from decodekit.models.precision_probe import BF16, INT4, rows_invariant
+
+    return precision != "float32" and rows_invariant(BF16) and (precision != "q4" or rows_invariant(INT4))

@@ -6,7 +6,8 @@ longer chain): each sequence's logits equal those of the same forward run alone 
 1e-5 in float32 on a tiny model (the batched products round differently from the solo ones, no more), and
 within 1e-5 of the logits' scale on the embedded SmolLM2 (30 layers). The caches then hold
 what a solo forward leaves, and the step functions run two requests interleaved and together with the same
-tokens as alone. Both backends: the lean one (slots of one store) and transformers (padded batch).
+tokens as alone. Both backends: the lean one (slots of one store) and transformers (padded batch). In
+bfloat16 on a CPU whose products round each row alike, the lean backend's batched logits equal the solo ones.
 """
 
 import pytest
@@ -16,6 +17,7 @@ from decodekit.core import DecodeRequest
 from decodekit.drafting.base import Draft
 from decodekit.models.backend_hf import TransformersBackend
 from decodekit.models.backend_lean import LeanLlamaBackend
+from decodekit.models.precision_probe import BF16, rows_invariant
 from decodekit.models.protocols import SequenceInput
 from decodekit.speculative.decoder import Decoder
 from decodekit.speculative.step import prefill, result, step, step_together
@@ -76,6 +78,20 @@ def test_four_prompts_in_one_batched_forward_equal_their_solo_runs(backend):
         after = backend.forward(torch.tensor([50]), following, cache)
         after_solo = backend.forward(torch.tensor([50]), following, solo_cache)
         assert (after - after_solo).abs().max() <= TOLERANCE
+
+
+@pytest.mark.skipif(not rows_invariant(BF16), reason="this CPU's bfloat16 products depend on the number of rows")
+def test_bfloat16_batched_forward_has_the_bits_of_the_solo_runs():
+    """In bfloat16 each sequence attends row by row over its own slot (row_attention.py), over reordered
+    products that round each row alike: its logits are its solo forward's exactly, not within a bound."""
+    backend = LeanLlamaBackend(tiny_model(vocab_size=64, seed=5, layers=2).model.to(torch.bfloat16))
+    assert backend.onednn and backend.row_exact
+    caches = backend.new_caches(4)
+    prefilled(backend, caches)
+    solo_caches = [cache.fork() for cache in caches]
+    batched = backend.forward_batch(sequence_inputs(caches))
+    for item, logits, solo_cache in zip(sequence_inputs(solo_caches), batched, solo_caches):
+        assert torch.equal(logits, backend.forward(item.input_ids, item.positions, solo_cache, item.tree_mask))
 
 
 def test_a_forked_cache_is_independent(backend):

@@ -100,10 +100,10 @@ def test_corrupt_cache_entry_is_rebuilt_with_a_notice(tmp_path, monkeypatch, smo
         handle.seek(weights.stat().st_size // 2)
         handle.write(b"\x00\xff" * 64)
     monkeypatch.setenv("DECODEKIT_CACHE", str(tmp_path))
-    result = run("generate", "Say hi.", "--max-new-tokens", "4", "--json")
+    result = run("generate", "Say hi.", "--max-new-tokens", "4", "--json", "--dtype", "float32")
     assert result.exit_code == 0, result.stderr
     assert "corrupt" in result.stderr and "rebuilding" in result.stderr
-    result = run("generate", "Say hi.", "--max-new-tokens", "4", "--json")
+    result = run("generate", "Say hi.", "--max-new-tokens", "4", "--json", "--dtype", "float32")
     assert result.exit_code == 0 and "corrupt" not in result.stderr
 
 

@@ -14,8 +14,9 @@ import pytest
 from decodekit.api import generate
 from decodekit.drafting.base import Draft
 from decodekit.models.backend_lean import LeanLlamaBackend
-from decodekit.models.precision_probe import BF16, INT4, rows_invariant
+from decodekit.models.precision_probe import BF16, rows_invariant
 from decodekit.speculative.exactness import tree_vs_single
+from identity import verification_exact_here
 
 PROMPT = "Write a Python function that returns the n-th Fibonacci number."
 BOUNDS = {"float32": 2e-4, "bfloat16": 2.0, "q4": 2.0}
@@ -27,10 +28,6 @@ def drafts(model, prompt):
     return [tree, Draft.chain(follow[:6])]
 
 
-def exact_here(precision: str) -> bool:
-    return precision != "float32" and rows_invariant(BF16) and (precision != "q4" or rows_invariant(INT4))
-
-
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "q4"])
 def test_lean_tree_rows_against_one_token_decoding(precision, request):
     fixture = {"float32": "smollm2_f32", "bfloat16": "smollm2_bf16", "q4": "smollm2_q4"}[precision]
@@ -38,7 +35,7 @@ def test_lean_tree_rows_against_one_token_decoding(precision, request):
     prompt = model.encode(PROMPT)
     for draft in drafts(model, prompt):
         comparison = tree_vs_single(model.backend, prompt, draft)
-        if exact_here(precision):
+        if verification_exact_here(precision):
             assert comparison.exact, comparison.row_diffs
         assert comparison.argmax_flips == 0, comparison.flipped_rows
         assert comparison.max_abs_diff <= BOUNDS[precision], comparison.row_diffs

@@ -45,15 +45,17 @@ import torch
 import torch.nn.functional as F
 
 from decodekit.errors import UserError
+from decodekit.models import onednn
 from decodekit.models.cache import KVSlots, SlotCache
 from decodekit.models.protocols import SequenceInput
-from decodekit.models.row_attention import ROW_LIMIT, attend_rows, row_keys
+from decodekit.models.row_attention import ROW_LIMIT, attend_rows, products_in_blocks, row_keys
 
 STATIC_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn"})
 FIRST_CAPACITY = 1024  # cache positions and RoPE table rows made up front; both double when a request needs more
 PACKED_ROWS = (8, 16)  # a forward of 4 .. 16 new tokens is padded to the next of these for MKL's packed weights
 PAD_FROM = 4  # up to 3 rows, unpacked products cost less than packed ones over 8 rows
 PACK_LIMIT_BYTES = 2**30  # larger models are not packed (memory)
+ONEDNN_LIMIT_BYTES = 2**32  # bfloat16 weights reordered for oneDNN up to this size (a 2B-parameter model)
 
 
 def rms_norm_rounding_twice(x: torch.Tensor, shape: tuple[int], weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -118,18 +120,13 @@ class _Layer:
 
     def pack_onednn(self) -> None:
         self.qkv_packed, self.o_packed, self.gate_up_packed, self.down_packed = (
-            _pack_onednn(weight) for weight in (self.qkv, self.o, self.gate_up, self.down)
+            onednn.reorder(weight) for weight in (self.qkv, self.o, self.gate_up, self.down)
         )
 
 
 def _pack(weight: torch.Tensor, packed_rows: tuple[int, ...]) -> dict[int, torch.Tensor]:
     """`weight` reordered by MKL for products with exactly `rows` input rows, for each of `packed_rows`."""
     return {rows: torch.ops.mkl._mkl_reorder_linear_weight(weight.detach(), rows) for rows in packed_rows}
-
-
-def _pack_onednn(weight: torch.Tensor) -> torch.Tensor:
-    """`weight` reordered once into oneDNN's blocked layout for bfloat16 products over any number of rows."""
-    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1)
 
 
 def packable(model) -> bool:
@@ -143,14 +140,15 @@ def packable(model) -> bool:
 
 
 def onednn_packable(model, int4: bool) -> bool:
-    """Whether the lean backend reorders `model`'s bfloat16 weights for oneDNN (`onednn_linear`): on a CPU
-    whose torch has oneDNN, for weights of at most `PACK_LIMIT_BYTES` (the copy adds as much memory again).
+    """Whether the lean backend reorders `model`'s bfloat16 weights for oneDNN (onednn.py): on a CPU whose
+    torch has oneDNN, for weights of at most `ONEDNN_LIMIT_BYTES` (the copy adds as much memory again; larger
+    models multiply through `F.linear`, whose rows can round apart, README).
     Over 4-bit layers (`int4`) only the output head is reordered, and only its size counts."""
     tensors = [model.lm_head.weight] if int4 else list(model.parameters())
     weights = sum(p.numel() * p.element_size() for p in tensors)
     return (
-        model.device.type == "cpu" and model.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise") and weights <= PACK_LIMIT_BYTES
+        model.device.type == "cpu" and model.dtype == torch.bfloat16 and onednn.available()
+        and weights <= ONEDNN_LIMIT_BYTES
     )
 
 
@@ -163,10 +161,8 @@ def _packed_linear(x, weight, packed, bias, rows):
 
 
 def onednn_linear(x, weight, packed, bias, rows):
-    """A bfloat16 product over oneDNN-reordered weights: the bits of `F.linear` up to 32 rows (the same kernel,
-    without the reorder it does on every call), and for any number of rows the same bits per row on a CPU with
-    AMX, where `F.linear` switches kernels past 32 rows (precision_probe.py measures it)."""
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    """A bfloat16 product over the oneDNN-reordered `packed` (onednn.py)."""
+    return onednn.linear(x, packed, bias)
 
 
 def _int4_linear(x, weight, packed, bias, rows):
@@ -263,7 +259,7 @@ class LeanLlamaBackend:
             if not self.int4:
                 for layer in self.layers:
                     layer.pack_onednn()
-            self.head_packed = _pack_onednn(self.head)
+            self.head_packed = onednn.reorder(self.head)
             return
         for layer in self.layers:
             layer.pack(self.packed_rows)
@@ -411,7 +407,9 @@ class LeanLlamaBackend:
         sequence); the padding rows repeat its last token at its last position, see only themselves and are
         seen by no real token. Keys are read from the slots up to the longest sequence, and each row's mask
         hides what lies past its own sequence, so a sequence's logits are those of its solo forward up to the
-        rounding of the larger products (unpacked weights throughout).
+        rounding of the larger products (unpacked weights throughout). With `row_exact` each sequence's rows
+        attend row by row over its own slot instead, and over products that round each row alike (bfloat16
+        and q4 on AMX) its logits are its solo forward's bit for bit.
         """
         if len(sequences) == 1:
             only = sequences[0]
@@ -445,6 +443,9 @@ class LeanLlamaBackend:
             mask[b, 0, :n, past : past + n] = causal if sequence.tree_mask is None else sequence.tree_mask
             mask[b, 0, n:, past + n : past + rows] = torch.eye(rows - n, dtype=torch.bool)  # padding: itself
         ids, positions, mask = ids.to(device), positions.to(device), mask.to(device)
+        plans = None  # attention row by row, each sequence over its own slot, as its solo forward attends
+        if self.row_exact and rows <= ROW_LIMIT:
+            plans = [row_keys(mask[b, 0, :n, : past + n]) for b, (n, past) in enumerate(zip(counts, pasts))]
         cos, sin = self._rope(positions)  # [batch, rows, head_dim]
         cos, sin = cos[:, None], sin[:, None]
         columns = torch.tensor(pasts, device=device)[:, None] + torch.arange(rows, device=device)  # [batch, rows]
@@ -452,6 +453,8 @@ class LeanLlamaBackend:
         contiguous = slots == list(range(slots[0], slots[0] + batch))
         flat = batch * rows
         linear = self._linear(flat) if self.onednn or self.int4 else _plain_linear  # MKL's packs: fixed rows
+        if plans is not None and flat > ROW_LIMIT:
+            linear = products_in_blocks(linear)
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
         rotated_heads = heads + kv_heads
         half = head_dim // 2
@@ -472,9 +475,15 @@ class LeanLlamaBackend:
             else:
                 keys = layer_keys[torch.tensor(slots, device=device), :, :end]
                 values = layer_values[torch.tensor(slots, device=device), :, :end]
-            attended = F.scaled_dot_product_attention(
-                qk[:, :heads], keys, values, attn_mask=mask, scale=self.scale, enable_gqa=True,
-            )
+            if plans is None:
+                attended = F.scaled_dot_product_attention(
+                    qk[:, :heads], keys, values, attn_mask=mask, scale=self.scale, enable_gqa=True,
+                )
+            else:
+                attended = qk.new_zeros(batch, heads, rows, head_dim)  # padding rows: seen by no one
+                for b, (plan, n, past) in enumerate(zip(plans, counts, pasts)):
+                    attended[b, :, :n] = attend_rows(qk[b : b + 1, :heads, :n], keys[b : b + 1, :, : past + n],
+                                                     values[b : b + 1, :, : past + n], plan, self.scale)[0]
             attended = attended.transpose(1, 2).reshape(flat, heads * head_dim)
             x = x + linear(attended, layer.o, layer.o_packed, layer.o_bias, flat)
             h = rms_norm(x, shape, layer.post_norm, eps)

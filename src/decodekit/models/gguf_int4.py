@@ -9,7 +9,7 @@ layers use:
   4-bit values the file's own; Q5_0 and Q8_0: the sum of two such products (gguf_blocks.py gives the exact
   decomposition: in float32 the products' weights add up to gguf-py's dequantisation bit for bit);
 - Q6_K (sub-blocks of 16, below the kernel's smallest group) and unquantised tensors: a bfloat16 copy of the
-  dequantised weight, through `F.linear`.
+  dequantised weight, through oneDNN over a reordered copy (onednn.py; `F.linear` where there is none).
 
 The int4 kernel is fast only with bfloat16 activations (float32 ones take a slow reference path) and takes
 its scales and zeros in the activations' dtype, so this path computes in bfloat16. What remains of the
@@ -31,7 +31,7 @@ order), so a file and model that disagree raise instead of decoding with the wro
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from decodekit.errors import UserError
+from decodekit.models import onednn
 from decodekit.models.gguf_blocks import (
     GROUP,
     INT4_KINDS,
@@ -86,12 +87,20 @@ class Int4Sum:
 
 @dataclass(frozen=True)
 class DenseWeight:
-    """A [out, in] weight held as it is (a bfloat16 copy of a Q6_K tensor's dequantised values)."""
+    """A [out, in] weight held as it is (a bfloat16 copy of a Q6_K tensor's dequantised values), multiplied
+    over a copy reordered for oneDNN where this torch has it (onednn.py: the same bits per row for any
+    number of rows, which `F.linear` does not give every shape)."""
 
     weight: torch.Tensor
+    reordered: torch.Tensor | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.reordered is None and self.weight.dtype == torch.bfloat16 and self.weight.device.type == "cpu" \
+                and onednn.available():
+            object.__setattr__(self, "reordered", onednn.reorder(self.weight))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight)
+        return F.linear(x, self.weight) if self.reordered is None else onednn.linear(x, self.reordered)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"weight": self.weight}

@@ -7,7 +7,7 @@ do depends on the kernels the CPU gets: on a Sapphire Rapids with AMX, oneDNN's 
 reordered weights and PyTorch's int4 kernel do; float32's MKL products do not (the one-row and many-row
 products block the sums differently, about 1e-7 apart).
 
-`rows_invariant(kind)` measures it: a product over 40 random rows against each row alone, for a few
+`rows_invariant(kind)` measures it: a product over 32 random rows against each row alone, for a few
 weights of the shapes of a small model's projections, bit for bit. It takes a few milliseconds, so it is run
 where a choice needs it (`--dtype auto`, `decodekit models`), not stored.
 """
@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import torch
 
-SHAPES = ((1536, 576), (576, 1536), (960, 576))  # [out, in]: a small model's MLP and attention projections
-ROWS = 40  # past 32 rows, unreordered bfloat16 products switch kernels on AMX
+from decodekit.models import onednn
+from decodekit.models.row_attention import ROW_LIMIT
+
+# [out, in]: a small model's MLP and attention projections, and a long input (Qwen2.5-0.5B's MLP down
+# projection, where unreordered bfloat16 products gave rows different bits)
+SHAPES = ((1536, 576), (576, 1536), (960, 576), (896, 4864))
+ROWS = ROW_LIMIT  # the most rows a product takes where exactness is needed (row_attention.py)
 BF16 = "bfloat16"
 INT4 = "int4"
 
 
 def _bfloat16_product(weight: torch.Tensor):
-    from decodekit.models.backend_lean import onednn_linear
-
-    packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
-    return lambda x: onednn_linear(x, weight, packed, None, x.shape[0])
+    reordered = onednn.reorder(weight)
+    return lambda x: onednn.linear(x, reordered)
 
 
 def _int4_product(weight: torch.Tensor):
@@ -41,7 +44,7 @@ def _int4_product(weight: torch.Tensor):
 def available(kind: str) -> bool:
     """Whether this torch has the kernels of `kind` on the CPU."""
     if kind == BF16:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        return onednn.available()
     if kind == INT4:
         return hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
     raise ValueError(f"unknown kind of product {kind!r}")

@@ -15,9 +15,12 @@ other set (a tree row's past and ancestors) is gathered, one `index_select` per 
 call then has the same shapes and values as the one-token step's, so the same kernel gives the same bits.
 
 Cost: one attention call per row and layer instead of one per layer (8 rows x 30 layers for SmolLM2-135M), and
-the gathered copies; `decodekit profile` shows it. Parameter: `ROW_LIMIT` = 64 new tokens, the largest forward
-attended this way (a draft's verification is at most NUM_DRAFT + 1 = 8 rows by default); longer forwards (a
-prompt's prefill) attend in one call, the same for plain decoding and for every speculative method.
+the gathered copies; `decodekit profile` shows it. Parameter: `ROW_LIMIT` = 32 rows, the largest forward
+attended this way (a draft's verification is at most NUM_DRAFT + 1 = 8 rows by default), and the most rows
+one product takes in it: past 32 rows, oneDNN's bfloat16 products over a long input (4,864 wide) gave some
+rows other bits (onednn.py), so a batched forward over more rows multiplies in blocks of 32
+(`products_in_blocks`). Longer forwards (a prompt's prefill) attend in one call, the same for plain decoding
+and for every speculative method.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-ROW_LIMIT = 64
+ROW_LIMIT = 32
 
 
 @dataclass(frozen=True)
@@ -71,3 +74,14 @@ def attend_rows(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
             row_values[:, :, start : start + length], scale=scale, enable_gqa=True,
         ))
     return torch.cat(outputs, dim=2)
+
+
+def products_in_blocks(linear):
+    """`linear` (the lean backend's product: x, weight, packed, bias, rows) over at most ROW_LIMIT rows at a
+    time, so that each row rounds as it does in a forward of its own."""
+
+    def blocked(x, weight, packed, bias, rows):
+        return torch.cat([linear(x[start : start + ROW_LIMIT], weight, packed, bias, min(ROW_LIMIT, rows - start))
+                          for start in range(0, x.shape[0], ROW_LIMIT)])
+
+    return blocked
