@@ -2,8 +2,8 @@
 forwards of that position differ by rounding only.
 
 In bfloat16 (and in q4, whose activations are bfloat16) a forward over several new tokens can round differently
-from one over a single token (the products' blocking, on CPUs whose kernels depend on the number of rows), so a method that
-verifies several tokens per forward may pick the other of two near-equal top tokens. That is the only
+from one over a single token (the products' blocking, on CPUs whose kernels depend on the number of rows), so a
+method that verifies several tokens per forward may pick the other of two near-equal top tokens. That is the only
 acceptable cause of a difference, and it is checked as a property of the precision, not of one machine's
 margins: at the first differing position, the logits that the method's own verification forward gave that
 position (B) and those of `ar`'s one-token forward (A) must (1) each pick their run's token (the verifier

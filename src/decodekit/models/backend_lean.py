@@ -25,6 +25,10 @@ calls per layer:
 - with `int4_layers` (`--dtype q4`, gguf_int4.py), the layers' products read the GGUF file's own 4-bit
   weights through PyTorch's int4 CPU kernel, with bfloat16 activations: a one-token step takes about half
   the time of float32's, in a different precision (see gguf_int4.py).
+- in bfloat16 on a CPU, the weights (over 4-bit layers, the output head) reordered once for oneDNN
+  (onednn.py), made by the first forward; and in reduced precision, attention row by row in forwards of up
+  to ROW_LIMIT tokens (row_attention.py), so that a draft tree's rows have one-token decoding's bits where
+  the products allow it (precision_probe.py measures it).
 
 What is left of a step is almost all matrix products (`decodekit profile` breaks a forward down by kind of operation).
 
@@ -496,5 +500,7 @@ class LeanLlamaBackend:
             kept.append(x[b, n - sequence.last : n] if sequence.last else x[b, :n])
         sizes = [k.shape[0] for k in kept]
         out = rms_norm(torch.cat(kept), shape, self.norm, eps)
-        head = onednn_linear(out, self.head, self.head_packed, None, flat) if self.onednn else F.linear(out, self.head)
-        return list(head.float().split(sizes))
+        if not self.onednn:
+            return list(F.linear(out, self.head).float().split(sizes))
+        head = products_in_blocks(onednn_linear) if plans is not None else onednn_linear
+        return list(head(out, self.head, self.head_packed, None, out.shape[0]).float().split(sizes))
