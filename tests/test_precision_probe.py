@@ -42,3 +42,18 @@ def test_auto_takes_bfloat16_only_with_amx_and_invariant_products(monkeypatch):
         assert loading.resolve_dtype("auto", cpu) == expected
     assert loading.resolve_dtype("float32", cpu) == torch.float32
     assert precision_probe.ROWS > 1
+
+
+def test_auto_dtype_takes_q4_for_a_llama_gguf_and_float32_for_another_gguf(monkeypatch, tmp_path):
+    cpu, gguf = torch.device("cpu"), tmp_path / "model.gguf"
+    monkeypatch.setattr(loading, "q4_is_exact", lambda device: True)
+    monkeypatch.setattr(loading, "cpu_has_amx_bf16", lambda: True)
+    monkeypatch.setattr(loading, "rows_invariant", lambda kind: True)
+    for architecture, backend, expected in (("llama", "auto", "q4"), ("qwen2", "lean", "q4"),
+                                            ("gemma3", "auto", "float32"), ("llama", "transformers", "float32")):
+        monkeypatch.setattr(loading, "gguf_architecture", lambda path, name=architecture: name)
+        assert loading.auto_dtype(gguf, backend, cpu) == expected, (architecture, backend)
+    assert loading.auto_dtype(None, "auto", cpu) == "bfloat16"  # a hub id or directory, AMX, invariant products
+    monkeypatch.setattr(loading, "q4_is_exact", lambda device: False)
+    monkeypatch.setattr(loading, "gguf_architecture", lambda path: "llama")
+    assert loading.auto_dtype(gguf, "auto", cpu) == "bfloat16"

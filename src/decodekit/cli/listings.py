@@ -37,11 +37,12 @@ def models(ctx: typer.Context) -> None:
     device = resolve_device("auto")
     other = str(resolve_dtype("auto", device)).removeprefix("torch.")
     gguf = "q4" if q4_is_exact(device) else other
-    console.print(f"--dtype auto on this machine ({device.type}): {gguf} for a Llama or Qwen2 GGUF file (the catalog's "
-                  f"SmolLM2 and Qwen models), {other} for other models. The rule: the fastest precision whose "
-                  "verification is exact here; q4 (the file's own quantised weights, bfloat16 activations) when "
-                  "this CPU's int4 and bfloat16 products give each row the same bits for any number of rows, else "
-                  "bfloat16 on a GPU or on a CPU with AMX and such bfloat16 products, else float32")
+    console.print(f"--dtype auto on this machine ({device.type}): {gguf} for a Llama or Qwen2 GGUF file (the "
+                  f"catalog's SmolLM2 and Qwen models), float32 for other GGUF files (Gemma: the transformers "
+                  f"backend), {other} for other models. The rule: the fastest precision whose verification is exact "
+                  "here; q4 (the file's own quantised weights, bfloat16 activations) when this CPU's int4 and "
+                  "bfloat16 products give each row the same bits for any number of rows, else bfloat16 on a GPU or "
+                  "on a CPU with AMX and such bfloat16 products, else float32")
     if device.type == "cpu":
         console.print(f"measured on this CPU now: AMX {_yes(cpu_has_amx_bf16())}; each row's bits independent of "
                       f"the number of rows: bfloat16 products {_yes(rows_invariant(BF16))}, int4 products "

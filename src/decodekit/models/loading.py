@@ -88,11 +88,16 @@ def auto_dtype(gguf_file: Path | None, backend: str, device: torch.device) -> st
 
     q4 for a Llama or Qwen2 GGUF file on the lean backend when `q4_is_exact` (it reads a quarter to an eighth of
     float32's bytes: its one-token step was the fastest of the three on every CPU measured, the README has
-    the figures); else bfloat16 where `bfloat16_is_exact_and_fast`; else float32.
+    the figures); else bfloat16 where `bfloat16_is_exact_and_fast`; else float32. A GGUF file of another
+    architecture (Gemma) runs on the transformers backend, whose forward has no row-by-row attention: float32
+    on a CPU.
     """
-    if (gguf_file is not None and backend != "transformers" and q4_is_exact(device)
-            and gguf_architecture(gguf_file) in Q4_ARCHITECTURES):
-        return Q4
+    if gguf_file is not None and device.type == "cpu":
+        lean = backend != "transformers" and gguf_architecture(gguf_file) in Q4_ARCHITECTURES
+        if lean and q4_is_exact(device):
+            return Q4
+        if not lean:
+            return "float32"
     return "bfloat16" if bfloat16_is_exact_and_fast(device) else "float32"
 
 
