@@ -31,6 +31,11 @@ def greedy_mismatches(model, method: str, prompts: list, max_new_tokens: int = 4
 def verification_exact_here(precision: str) -> bool:
     """Whether the lean backend verifies bit for bit in `precision` on this CPU (bfloat16, q4: its products
     give each row the same bits for any number of rows, models/precision_probe.py; float32's do not)."""
-    from decodekit.models.precision_probe import BF16, INT4, rows_invariant
+    import torch
 
-    return precision != "float32" and rows_invariant(BF16) and (precision != "q4" or rows_invariant(INT4))
+    from decodekit.models.loading import q4_is_exact
+    from decodekit.models.precision_probe import BF16, rows_invariant
+
+    if precision == "q4":
+        return q4_is_exact(torch.device("cpu"))
+    return precision == "bfloat16" and rows_invariant(BF16)
