@@ -8,7 +8,7 @@ reordered weights and PyTorch's int4 kernel do; float32's MKL products do not (t
 products block the sums differently, about 1e-7 apart).
 
 `rows_invariant(kind)` measures it: a product over 32 random rows against each row alone, for a few
-weights of the shapes of a small model's projections, bit for bit. It takes a few milliseconds, so it is run
+weights of the shapes of a small model's projections, bit for bit. It takes a fraction of a second, so it is run
 where a choice needs it (`--dtype auto`, `decodekit models`), not stored.
 """
 
