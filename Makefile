@@ -73,7 +73,7 @@ $(VENV)/.llamacpp: $(VENV)/.installed
 	touch $@
 
 # llama.cpp's own server, built from the llama.cpp sources vendored in the llama-cpp-python sdist with the same
-# portable flags: `decodekit bench-serve --baseline llama-server` (serve/llama_server.py). No TLS and no web UI
+# portable flags: `decodekit bench-serve --baseline llama-server` (bench/baselines/llama_server.py). No TLS and no web UI
 # (the UI would be downloaded). The binary goes to .venv/llama.cpp/bin; about 15 minutes on two cores.
 LLAMACPP_TOOLS := $(VENV)/llama.cpp
 llamacpp-tools: $(LLAMACPP_TOOLS)/.built

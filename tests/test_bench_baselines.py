@@ -1,13 +1,15 @@
-"""The external baselines on the embedded SmolLM2: hf-assisted with the model as its own draft, and the
-llama.cpp baselines on the same GGUF file (when the optional llama-cpp-python is installed)."""
+"""The external baselines on the embedded SmolLM2: hf-assisted with the model as its own draft, the
+llama.cpp baselines on the same GGUF file (when the optional llama-cpp-python is installed), and llama.cpp's
+own draft-model speculation in llama-server (when `make llamacpp-tools` built it)."""
 
 import pytest
 
 from decodekit.session import Session
 from decodekit.bench.conversation import context_needed
 from decodekit.bench.plan import BenchSettings, plan_methods
-from decodekit.bench.run import build_contenders, run_suite
+from decodekit.bench.run import build_contenders, close_contenders, run_suite
 from decodekit.bench.suites import load_suite
+from optional_tools import llama_server_built
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +23,10 @@ def run(model, methods, draft_model=None, max_new_tokens=12):
     contenders, unset = build_contenders(session, model, "smollm2-135m", plans, settings,
                                          context_needed(model, suite, settings))
     assert not unset
-    rows = run_suite(session, model, suite, contenders, settings)
+    try:
+        rows = run_suite(session, model, suite, contenders, settings)
+    finally:
+        close_contenders(contenders)
     assert all(row.error is None for row in rows), rows
     return {row.method: row.to_json() for row in rows}
 
@@ -43,3 +48,27 @@ def test_llamacpp_baselines_on_the_same_gguf_file(smollm2_f32):
     assert plain["forward_passes"] == plain["steps"] == 16 and plain["mean_accepted"] == 1.0
     assert lookup["forward_passes"] < plain["forward_passes"]
     assert plain["text"].strip()
+
+
+@pytest.mark.skipif(not llama_server_built(), reason="llama-server is not built (make llamacpp-tools builds it)")
+def test_llamacpp_spec_with_the_model_as_its_own_draft(smollm2_f32):
+    rows = run(smollm2_f32, "llamacpp-spec", draft_model="smollm2-135m", max_new_tokens=24)
+    spec = rows["llamacpp-spec"]
+    assert spec["new_tokens"] == 24 and spec["text"].strip()
+    assert spec["drafted_tokens"] > 0 and spec["accepted_tokens"] > 0
+    assert spec["steps"] == 24 - spec["accepted_tokens"] and spec["mean_accepted"] > 1
+    assert spec["draft_forward_passes"] is None  # llama-server does not report them
+
+
+@pytest.mark.skipif(not llama_server_built(), reason="llama-server is not built (make llamacpp-tools builds it)")
+def test_llamacpp_specs_server_never_outlives_its_contender():
+    from decodekit.bench.baselines.llamacpp import gguf_file
+    from decodekit.bench.baselines.llamacpp_spec import LlamaServerSpeculative
+
+    path = gguf_file("smollm2-135m")
+    closed, dropped = LlamaServerSpeculative(path, path, 64), LlamaServerSpeculative(path, path, 64)
+    servers = [contender.server for contender in (closed, dropped)]
+    closed.close()
+    closed.close()  # a second close does nothing
+    del dropped  # never closed: stopped when collected
+    assert all(server.poll() is not None for server in servers)

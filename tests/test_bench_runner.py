@@ -53,6 +53,28 @@ def test_llamacpp_needs_a_gguf_model(monkeypatch):
         plan_methods("llamacpp", {}, None, "some-org/some-model")
 
 
+def test_llamacpp_spec_needs_a_draft_model_and_gguf_models(monkeypatch):
+    with pytest.raises(UserError, match="llamacpp-spec needs --draft-model"):
+        plan_methods("llamacpp-spec", {}, None, "smollm2-135m")
+    with pytest.raises(UserError, match="llamacpp-spec needs GGUF models: draft model 'some-org/some-model'"):
+        plan_methods("llamacpp-spec", {}, "some-org/some-model", "smollm2-135m")
+
+
+def test_llamacpp_spec_without_llama_server_is_skipped_with_the_build_command(monkeypatch):
+    monkeypatch.setenv("DECODEKIT_LLAMA_SERVER", "/nonexistent/llama-server")
+    plans, skipped = plan_methods("ar,llamacpp-spec", {}, "smollm2-135m", "smollm2-135m")
+    assert [p.name for p in plans] == ["ar"]
+    assert "make llamacpp-tools" in skipped["llamacpp-spec"]
+
+
+def test_all_with_a_draft_model_brings_in_the_draft_model_baselines(monkeypatch):
+    monkeypatch.setattr(plan, "llamacpp_missing", lambda: None)
+    monkeypatch.setenv("DECODEKIT_LLAMA_SERVER", "/nonexistent/llama-server")
+    plans, skipped = plan_methods("all", {}, "smollm2-135m", "smollm2-135m")
+    names = [p.name for p in plans]
+    assert names[-3:] == ["llamacpp", "llamacpp-pld", "hf-assisted"] and "llamacpp-spec" in skipped
+
+
 def with_method(monkeypatch, method):
     """The registry with one more method, as the planner and the registry see it."""
     from types import MappingProxyType

@@ -30,6 +30,19 @@ def test_best_size_maximises_expected_tokens_per_second():
     assert mid.best_size([0.9, 0.5], overhead=100.0) == 2  # a large fixed overhead favours more nodes
 
 
+def test_batch_draft_size_pays_for_every_sequences_rows():
+    flat = CostCurve((1, 128), (1.0, 1.0))  # rows are free: every sequence drafts all it may
+    assert flat.batch_draft_size(8, 0.6, 5) == 5
+    # int4-like: 8 rows cost 2.3 single-row forwards, then linear. Alone, a chain at 0.7 pays (n=3:
+    # 2.533 / 1.9 > 1); in a batch of 8 every drafted node adds 8 rows, and no draft pays
+    int4 = CostCurve((1, 2, 4, 8, 16, 32), (1.0, 1.3, 1.6, 2.3, 4.4, 8.6))
+    assert int4.batch_draft_size(1, 0.7, 4) > 0
+    assert int4.batch_draft_size(8, 0.7, 4) == 0
+    # n=0: 1 / 1.6; n=1: 1.5 / 2.3 (better); n=2: 1.75 / 3.35 (worse)
+    assert int4.batch_draft_size(4, 0.5, 4) == 1
+    assert int4.batch_draft_size(4, 0.5, 0) == 0
+
+
 def test_budgets_within_ratios():
     curve = CostCurve((1, 8, 16, 32), (1.0, 1.0, 1.2, 2.4))
     # 16 new tokens (15 nodes) cost 1.2; 17 cost 1.275

@@ -21,9 +21,12 @@ from decodekit.models.gguf_int4 import (
     DenseWeight,
     Int4Sum,
     int4_layers,
+    load_dense_layers,
     load_layers,
     pack,
+    prefill_layers_bytes,
     release_layer_weights,
+    save_dense_layers,
     save_layers,
     unpack,
     unpermute_rows,
@@ -223,6 +226,39 @@ def test_qwen2_k_quant_forward_agrees_with_bfloat16_over_the_same_weights(tmp_pa
     assert torch.equal(logits[0].argmax(-1), logits[1].argmax(-1))
 
 
+def test_the_prefill_copy_reads_prompts_and_every_draft_is_verified_over_the_4_bit_weights(tmp_path):
+    from decodekit.models.backend_lean import PREFILL_FROM
+
+    loaded, path = quantised_qwen2(tmp_path)
+    dense = []
+    layers = int4_layers(path, loaded.model, dense)
+    assert prefill_layers_bytes(loaded.model) == sum(w.numel() * 2 for layer in dense for w in layer.values())
+    save_dense_layers(dense, tmp_path / "prefill.safetensors")
+    dense = load_dense_layers(tmp_path / "prefill.safetensors", len(layers))
+    for layer, fused in zip(dense, layers):  # the fused weights, dequantised (int4 halves summed in float32)
+        assert torch.allclose(fused["qkv"](torch.eye(256).bfloat16()).float(), layer["qkv"].float().T, atol=0.05)
+    wrong = [{key: torch.zeros_like(w) for key, w in layer.items()} for layer in dense]
+    q4 = LeanLlamaBackend(loaded.model, int4_layers=layers)
+    with_copy = LeanLlamaBackend(loaded.model, int4_layers=layers, prefill_layers=dense)
+    with_wrong = LeanLlamaBackend(loaded.model, int4_layers=layers, prefill_layers=wrong)
+    prompt = (torch.arange(40) * 7 + 3) % 64
+    positions = torch.arange(len(prompt))
+    read = [b.forward(prompt, positions, b.new_cache(), last=1) for b in (q4, with_copy, with_wrong)]
+    assert (read[0] - read[1]).abs().max() < 0.05 * read[0].abs().max()  # the same weights, rounded alike
+    assert not torch.equal(read[0], read[2])  # a prompt (only its last logits asked for) reads the copy
+
+    def same_over_both(tokens, **kwargs):
+        return torch.equal(*(b.forward(tokens, positions[: len(tokens)], b.new_cache(), **kwargs)
+                             for b in (q4, with_wrong)))
+
+    tree = torch.ones(len(prompt), len(prompt), dtype=torch.bool).tril()
+    assert same_over_both(prompt, tree_mask=tree, last=1)  # a tree mask: a draft, over the 4-bit weights
+    assert same_over_both(prompt)  # every row's logits asked for: a chain draft's verification
+    assert same_over_both(prompt[: PREFILL_FROM - 1], last=1)  # a short prompt: the int4 kernel is faster
+    with pytest.raises(ValueError, match="dense copies of int4_layers"):
+        LeanLlamaBackend(loaded.model, prefill_layers=dense)
+
+
 def test_packed_layers_survive_the_cache_file(tmp_path):
     loaded, path = quantised_qwen2(tmp_path)
     layers = int4_layers(path, loaded.model)
@@ -295,8 +331,10 @@ def test_q4_from_the_embedded_file_is_built_once(tmp_path, monkeypatch):
 
     path = gguf_path(CATALOG["smollm2-135m"], cache_root())
     notices = []
-    model, _, layers = load_q4(path, notices.append)
-    again, _, cached = load_q4(path, notices.append)
+    model, _, layers, prefill = load_q4(path, notices.append)
+    again, _, cached, prefill_again = load_q4(path, notices.append)
+    assert prefill is not None and len(prefill) == len(layers)  # 0.2 GB: under the prefill copy's limit
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(prefill, prefill_again) for k in a)
     assert len(notices) == 1 and "once" in notices[0]
     assert model.model.layers[0].self_attn.q_proj.weight.device.type == "meta"
     for layer, expected in zip(cached, layers, strict=True):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from decodekit.serve.bench import suite_prompts
+from optional_tools import llama_server_built
 from user_errors import error_lines
 
 DATA = Path(__file__).parent / "data"
@@ -63,17 +64,6 @@ def test_the_llama_server_baseline_without_its_binary_is_one_line(tmp_path):
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "llama-server not found" in lines[0] and "make llamacpp-tools" in lines[0]
     assert not (tmp_path / "out").exists()
-
-
-def llama_server_built() -> bool:
-    from decodekit.errors import UserError
-    from decodekit.serve.llama_server import llama_server_binary
-
-    try:
-        llama_server_binary()
-    except UserError:
-        return False
-    return True
 
 
 @pytest.mark.integration

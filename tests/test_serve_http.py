@@ -4,7 +4,9 @@ driven by the official `openai` client and by raw HTTP for what a client library
 One server (pld, 4 sequences per step, a queue of 4, an API key) serves the API tests, the error cases, a
 load test (16 greedy requests of 8 tokens from 8 concurrent clients, each equal to its solo run) and the fault tests (a
 client that disconnects mid-stream, one that reads slowly, a full queue) after which it still answers. A
-second server is stopped with SIGTERM while it streams, and finishes the stream before it exits.
+second server is stopped with SIGTERM while it streams, and finishes the stream before it exits. A third, in
+the default precision (`--dtype auto`: q4 where its verification is exact here) and the default method
+(`auto`, its drafts sized by the batch), passes the same load test.
 """
 
 import http.client
@@ -69,13 +71,13 @@ class Server:
 
 
 @contextmanager
-def running_server(tmp_path: Path, *args: str):
+def running_server(tmp_path: Path, *args: str, dtype: str = "float32"):
     port = free_port()
     log = tmp_path / f"server-{port}.log"
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("DECODEKIT_API_KEY", None)
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "decodekit", "serve", "--model", MODEL, "--dtype", "float32",
+        process = subprocess.Popen([sys.executable, "-m", "decodekit", "serve", "--model", MODEL, "--dtype", dtype,
                                     "--port", str(port), *args], stdout=out, stderr=subprocess.STDOUT, env=env)
     server = Server(port, process, log)
     try:
@@ -261,15 +263,25 @@ def test_oversized_bodies_unknown_routes_and_wrong_verbs(server):
 
 
 def test_load_every_concurrent_response_equals_its_solo_run(server):
+    concurrent_equals_solo(server)
+
+
+def test_load_in_the_default_precision_and_method(tmp_path):
+    with running_server(tmp_path, "--max-batch", "4", "--api-key", KEY, "--max-tokens", "64", dtype="auto") as running:
+        concurrent_equals_solo(running, max_tokens=32)
+
+
+def concurrent_equals_solo(server, max_tokens: int = 8):
+    """16 greedy requests from 8 clients at once, each equal to the same prompt asked alone."""
     prompts = [f"Give me fact number {i} about {topic}." for i, topic in
                enumerate(["cats", "the moon", "rivers", "bread", "chess", "volcanoes", "owls", "glass"])]
     client = server.client()
-    solo = {p: chat(client, p, max_tokens=8).choices[0].message.content for p in prompts}
+    solo = {p: chat(client, p, max_tokens=max_tokens).choices[0].message.content for p in prompts}
     steps_before = server.metric("decodekit_batch_size_count")
     singles_before = server.metric('decodekit_batch_size_bucket{le="1.0"}')
 
     def ask(prompt):
-        reply = chat(server.client(), prompt, max_tokens=8)
+        reply = chat(server.client(), prompt, max_tokens=max_tokens)
         return prompt, reply.choices[0].message.content, reply.choices[0].finish_reason
 
     with ThreadPoolExecutor(8) as pool:

@@ -99,6 +99,45 @@ def test_sequences_joining_and_leaving_a_running_batch_get_their_solo_tokens(mod
     assert not any(scheduler.pool.store.taken)
 
 
+@pytest.mark.parametrize("cost, drafts", [((1.0, 1.0), True), ((1.0, 64.0), False)])
+def test_under_load_drafts_are_sized_by_the_batchs_cost_and_tokens_do_not_change(model, cost, drafts):
+    from decodekit.drafting.cost_curve import CostCurve
+
+    curve = CostCurve((1, 64), cost)  # flat: rows are free; steep: each row costs a whole forward
+    greedy = [r for r in requests() if r.sampling.greedy]
+    expected = [solo(model, r) for r in greedy]
+    scheduler = Scheduler(model, pld, max_batch=4, max_queue=8, batch_cost=lambda: curve)
+    sink = Collect()
+    scheduler.submit([work(r, i, sink) for i, r in enumerate(greedy)])
+    limits = []
+    while any(sink.done(i) is None for i in range(len(greedy))):
+        scheduler.run_once()
+        limits.append(scheduler.metrics.registry.get_sample_value("decodekit_batch_draft_limit"))
+    for i, want in enumerate(expected):
+        assert sink.tokens(i) == want.token_ids
+    drafted = sum(len(record.drafted) for i in range(len(greedy)) for record in sink.done(i).result.steps)
+    if drafts:
+        assert drafted > 0 and max(limits) == greedy[0].num_draft
+    else:  # four sequences at first: no draft pays; once one is left, the method sizes its own
+        assert limits[0] == 0 and limits[-1] == -1
+
+
+def test_under_load_a_sampled_sequence_keeps_its_methods_drafts(model):
+    from decodekit.drafting.cost_curve import CostCurve
+
+    steep = CostCurve((1, 64), (1.0, 64.0))
+    scheduler = Scheduler(model, pld, max_batch=5, max_queue=8, batch_cost=lambda: steep)
+    sink = Collect()
+    todo = requests()
+    scheduler.submit([work(r, i, sink) for i, r in enumerate(todo)])
+    while any(sink.done(i) is None for i in range(len(todo))):
+        scheduler.run_once()
+    first_drafts = {i: len(sink.done(i).result.steps[0].drafted) for i in range(len(todo))}
+    sampled = next(i for i, r in enumerate(todo) if not r.sampling.greedy)
+    assert first_drafts[sampled] > 0  # its seed draws per drafted node: the drafts of its solo run
+    assert all(n == 0 for i, n in first_drafts.items() if i != sampled)  # five sequences: no draft pays
+
+
 def test_a_cancelled_sequence_frees_its_slot_at_the_next_step(model):
     scheduler = Scheduler(model, pld, max_batch=1, max_queue=4)
     sink = Collect()

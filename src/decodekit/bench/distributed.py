@@ -63,7 +63,7 @@ def run_chunk(job: ChunkJob) -> ChunkResult:
     from decodekit.bench.code_eval.score import score_rows
     from decodekit.bench.conversation import context_needed
     from decodekit.bench.machine import cpu_description
-    from decodekit.bench.run import build_contenders, run_suite
+    from decodekit.bench.run import build_contenders, close_contenders, run_suite
     from decodekit.session import Session
 
     torch.set_num_threads(job.threads)
@@ -73,7 +73,10 @@ def run_chunk(job: ChunkJob) -> ChunkResult:
     n_ctx = context_needed(loaded, suite, job.settings)
     contenders, unset = build_contenders(session, loaded, job.model, list(job.plans), job.settings, n_ctx)
     notices: list[str] = []
-    rows = run_suite(session, loaded, suite, contenders, job.settings, notice=notices.append)
+    try:
+        rows = run_suite(session, loaded, suite, contenders, job.settings, notice=notices.append)
+    finally:
+        close_contenders(contenders)
     rows = score_rows(rows, suite, Limits(seconds=job.check_seconds))
     meta = {"model": loaded.name, "dtype": loaded.precision, "device": str(loaded.device),
             "backend": loaded.backend.name, **cpu_description(), "threads": torch.get_num_threads(),

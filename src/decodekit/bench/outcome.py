@@ -24,7 +24,7 @@ class Outcome:
     forward_passes: int  # target forwards, the prefill included
     steps: int  # target forwards that committed tokens
     prefill_seconds: float | None = None
-    draft_forward_passes: int = 0  # forwards of a separate draft model
+    draft_forward_passes: int | None = 0  # forwards of a separate draft model (None: not reported)
     draft_seconds: float | None = None  # time spent proposing drafts (None: not measurable)
     verify_seconds: float | None = None  # time in target forwards and acceptance
     drafted_tokens: int | None = None

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from decodekit.bench.baselines import BASELINES, LLAMACPP
+from decodekit.bench.baselines import BASELINES, LLAMACPP, LLAMACPP_SPEC
+from decodekit.bench.baselines.llama_server import llama_server_binary
 from decodekit.bench.baselines.llamacpp import gguf_file, llamacpp_missing
 from decodekit.defaults import NUM_DRAFT
 from decodekit.core.request import check_request
@@ -71,7 +72,8 @@ def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) 
         raise UserError("--methods is empty: name at least one method, or all")
     expand = items == ["all"]
     if expand:
-        items = [n for n, m in METHODS.items() if m.lossless] + ["hf", "hf-pld"] + (["hf-assisted"] if draft_model else []) + list(LLAMACPP)
+        items = [n for n, m in METHODS.items() if m.lossless] + ["hf", "hf-pld"] + list(LLAMACPP) \
+            + (["hf-assisted", LLAMACPP_SPEC] if draft_model else [])
     split = {}
     for item in ["ar"] + items:
         label, name, mine = split_method_label(item)
@@ -90,9 +92,19 @@ def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) 
         if name in BASELINES:
             if mine:
                 raise UserError(f"method {label!r}: the baselines take no options")
-            if name == "hf-assisted" and not draft_model:
-                raise UserError("hf-assisted needs --draft-model: a model with the same tokenizer "
-                                "(with the embedded default, the model itself: --draft-model smollm2-135m)")
+            if name in ("hf-assisted", LLAMACPP_SPEC):
+                if not draft_model:
+                    raise UserError(f"{name} needs --draft-model: a model with the same tokenizer "
+                                    "(with the embedded default, the model itself: --draft-model smollm2-135m)")
+                used.add("draft_model")
+            if name == LLAMACPP_SPEC:
+                missing = _llamacpp_spec_missing(model, draft_model)
+                if missing is not None:
+                    why, not_installed = missing
+                    if not not_installed and not expand:
+                        raise UserError(f"{name} needs GGUF models: {why}")
+                    skipped[name] = why
+                    continue
             if name in LLAMACPP:
                 missing = llamacpp_missing()
                 if missing is None and gguf_file(model) is None:
@@ -102,8 +114,6 @@ def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) 
                 if missing:
                     skipped[name] = missing
                     continue
-            if name == "hf-assisted":
-                used.add("draft_model")
             plans.append(MethodPlan(name, external=True, named=not expand))
             continue
         strange = sorted(set(mine) - set(METHODS[name].options))
@@ -125,3 +135,16 @@ def plan_methods(spec: str, options: dict, draft_model: str | None, model: str) 
         what = "--draft-model" if unused[0] == "draft_model" else f"option {unused[0]!r}"
         raise UserError(f"{what} is taken by none of the chosen methods ({', '.join(p.label for p in plans)})")
     return plans, skipped
+
+
+def _llamacpp_spec_missing(model: str, draft_model: str) -> tuple[str, bool] | None:
+    """Why llamacpp-spec cannot run here, and whether it is a missing install (True) rather than a model that
+    is not a GGUF file (False); None when it can."""
+    for role, name in (("model", model), ("draft model", draft_model)):
+        if gguf_file(name) is None:
+            return f"{role} {name!r} is neither a GGUF file nor a catalog model", False
+    try:
+        llama_server_binary()
+    except UserError as error:
+        return str(error), True
+    return None

@@ -31,7 +31,7 @@ class ResultRow:
     verify_seconds: float | None
     forward_passes: int
     steps: int
-    draft_forward_passes: int
+    draft_forward_passes: int | None
     drafted_tokens: int | None
     accepted_tokens: int | None
     tokens_per_second: float | None

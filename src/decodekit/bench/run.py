@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
-from decodekit.bench.baselines import LLAMACPP
+from decodekit.bench.baselines import LLAMACPP, LLAMACPP_SPEC
 from decodekit.bench.baselines.hf import HFGenerate
 from decodekit.bench.baselines.llamacpp import LlamaCppGenerate, gguf_file
+from decodekit.bench.baselines.llamacpp_spec import LlamaServerSpeculative
 from decodekit.bench.conversation import encode_conversation
 from decodekit.bench.outcome import Outcome
 from decodekit.bench.plan import BenchSettings, MethodPlan
@@ -68,6 +69,24 @@ def build_contenders(session: Session, model: LoadedModel, model_name: str, plan
     from another's pass over a prompt."""
     contenders: dict[str, Generate] = {}
     unset: dict[str, str] = {}
+    try:
+        _build_each(session, model, model_name, plans, settings, n_ctx, contenders, unset)
+    except BaseException:
+        close_contenders(contenders)
+        raise
+    return contenders, unset
+
+
+def close_contenders(contenders: dict[str, Generate]) -> None:
+    """Stop what a contender runs beside this process (llamacpp-spec's llama-server)."""
+    for generate in contenders.values():
+        close = getattr(generate, "close", None)
+        if close is not None:
+            close()
+
+
+def _build_each(session: Session, model: LoadedModel, model_name: str, plans: list[MethodPlan],
+                settings: BenchSettings, n_ctx: int, contenders: dict[str, Generate], unset: dict[str, str]) -> None:
     for plan in plans:
         try:
             if not plan.external:
@@ -75,6 +94,9 @@ def build_contenders(session: Session, model: LoadedModel, model_name: str, plan
                 contenders[plan.label] = _decodekit(model, plan.name, decoder, settings.num_draft)
             elif plan.name in LLAMACPP:
                 contenders[plan.name] = LlamaCppGenerate(gguf_file(model_name), model, plan.name, n_ctx)
+            elif plan.name == LLAMACPP_SPEC:
+                contenders[plan.name] = LlamaServerSpeculative(gguf_file(model_name), gguf_file(settings.draft_model),
+                                                               n_ctx)
             else:
                 assistant = (session.model(settings.draft_model, dtype=settings.dtype) if plan.name == "hf-assisted"
                              else None)
@@ -83,7 +105,6 @@ def build_contenders(session: Session, model: LoadedModel, model_name: str, plan
             if plan.named:
                 raise
             unset[plan.label] = str(error)
-    return contenders, unset
 
 
 def count_generations(suite: Suite, methods: int, settings: BenchSettings) -> int:

@@ -25,7 +25,8 @@ def bench(
         help="quick, humaneval, specbench, parallel (diffusion LMs), or a JSONL file: Spec-Bench, MBPP or HumanEval "
              "format (told by its keys; code problems are run in a sandbox for pass@1)")] = "quick",
     methods: Annotated[str, typer.Option(
-        help="comma-separated decodekit methods and baselines (hf, hf-pld, hf-assisted, llamacpp, llamacpp-pld); "
+        help="comma-separated decodekit methods and baselines (hf, hf-pld, hf-assisted, llamacpp, llamacpp-pld, "
+             "llamacpp-spec); "
              "all = every decodekit method, hf, hf-pld, and the others where they can run. ar always runs. "
              "NAME:KEY=VALUE gives one method its own options (uscd:drafter=pld beside uscd)")] = "all",
     model: Annotated[str, typer.Option(help="catalog name, .gguf file, model directory or hub id")] = DEFAULT_MODEL,
@@ -38,7 +39,7 @@ def bench(
     seed: Annotated[Optional[int], typer.Option(help="sampling seed, the same for every generation")] = None,
     out: Annotated[Optional[Path], typer.Option(help="output directory (default bench-out/SUITE-TIME)")] = None,
     draft_model: Annotated[Optional[str], typer.Option(
-        help="draft model for hf-assisted and decodekit's draft")] = None,
+        help="draft model for hf-assisted, llamacpp-spec and decodekit's draft")] = None,
     option: Annotated[Optional[list[str]], typer.Option(
         help="a decodekit method option KEY=VALUE (repeatable), given to every chosen method that takes it")] = None,
     num_draft: Annotated[int, typer.Option(help="most draft tokens per step (decodekit methods)")] = NUM_DRAFT,
@@ -158,19 +159,32 @@ def _bench(suite_spec, methods, model, max_new_tokens, limit, categories, repeat
 def _bench_here(chosen, plans, settings, model, dtype, backend, threads, check_seconds, errors):
     """The run in this process, with a progress bar: (records, unset methods, method names, machine meta)."""
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from decodekit.bench.code_eval.sandbox import Limits
-    from decodekit.bench.code_eval.score import count_checks, score_rows
     from decodekit.bench.conversation import context_needed
     from decodekit.bench.machine import cpu_description
-    from decodekit.bench.run import build_contenders, count_generations, run_suite
+    from decodekit.bench.run import build_contenders, close_contenders
     from decodekit.session import Session
 
     session = Session()
     loaded = session.model(model, dtype=dtype, threads=threads, backend=backend)
     n_ctx = context_needed(loaded, chosen, settings)
     contenders, unset = build_contenders(session, loaded, model, plans, settings, n_ctx)
+    try:
+        rows = _run_with_progress(session, loaded, chosen, contenders, settings, check_seconds, errors)
+    finally:
+        close_contenders(contenders)
+    machine = {"model": loaded.name, "dtype": loaded.precision, "device": str(loaded.device),
+               "backend": loaded.backend.name, **cpu_description(), "threads": torch.get_num_threads()}
+    return [row.to_json() for row in rows], unset, list(contenders), machine
+
+
+def _run_with_progress(session, loaded, chosen, contenders, settings, check_seconds, errors):
+    """Every generation of the run, then the sandbox's checks of code replies, under a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from decodekit.bench.code_eval.sandbox import Limits
+    from decodekit.bench.code_eval.score import count_checks, score_rows
+    from decodekit.bench.run import count_generations, run_suite
 
     total = count_generations(chosen, len(contenders), settings) + len(contenders)
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -199,10 +213,7 @@ def _bench_here(chosen, plans, settings, model, dtype, backend, threads, check_s
             checking = progress.add_task("sandbox", total=checks)
             rows = score_rows(rows, chosen, Limits(seconds=check_seconds),
                               lambda label: progress.advance(checking))
-
-    machine = {"model": loaded.name, "dtype": loaded.precision, "device": str(loaded.device),
-               "backend": loaded.backend.name, **cpu_description(), "threads": torch.get_num_threads()}
-    return [row.to_json() for row in rows], unset, list(contenders), machine
+    return rows
 
 
 def _bench_on_ray(address, chunk_size, chosen, plans, settings, model, dtype, backend, threads, check_seconds,

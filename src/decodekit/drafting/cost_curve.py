@@ -79,6 +79,22 @@ class CostCurve:
                 best, best_rate = n, rate
         return best
 
+    def batch_draft_size(self, sequences: int, acceptance: float, most: int) -> int:
+        """Draft nodes per sequence when `sequences` sequences share one forward, each drafting n: the n in
+        0 .. `most` that maximises (1 + a + ... + a^n) / T(sequences * (n + 1)), a chain's expected tokens
+        per sequence (each node accepted with probability `acceptance`, given its parent was) over the
+        batch's forward time. With one sequence this is the chain case of `best_size`; with many, the rows
+        every sequence adds are paid by all, so on a machine whose forward cost grows with its rows
+        (the int4 CPU kernel) a full batch drafts nothing, and on one where rows are nearly free it drafts."""
+        best, best_rate, expected, term = 0, 1.0 / self.time(sequences), 1.0, 1.0
+        for n in range(1, most + 1):
+            term *= acceptance
+            expected += term
+            rate = expected / self.time(sequences * (n + 1))
+            if rate > best_rate:
+                best, best_rate = n, rate
+        return best
+
     def budgets_within(self, ratios: Sequence[float]) -> list[int]:
         """For each ratio r, the largest number of draft nodes whose forward costs at most r single-token
         forwards (at least 1); sorted, without repeats."""

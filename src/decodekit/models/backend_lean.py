@@ -29,6 +29,12 @@ calls per layer:
   (onednn.py), made by the first forward; and in reduced precision, attention row by row in forwards of up
   to ROW_LIMIT tokens (row_attention.py), so that a draft tree's rows have one-token decoding's bits where
   the products allow it (precision_probe.py measures it).
+- with `prefill_layers` as well (a bfloat16 copy of the 4-bit layers, gguf_q4_model.py), a prompt's
+  forward (causal, no tree mask, only the `last` rows' logits asked for) of at least `PREFILL_FROM` new
+  tokens multiplies over that copy (reordered for oneDNN on first use): the int4 kernel's time grows in
+  proportion to its rows, and bfloat16 products over many rows cost a fraction of it. A forward that
+  verifies a draft needs every row's logits, so it always reads the 4-bit weights and verification stays
+  exact against one-token decoding; a prompt is read the same way whichever method decodes after it.
 
 What is left of a step is almost all matrix products (`decodekit profile` breaks a forward down by kind of operation).
 
@@ -51,6 +57,7 @@ import torch.nn.functional as F
 from decodekit.errors import UserError
 from decodekit.models import onednn
 from decodekit.models.cache import KVSlots, SlotCache
+from decodekit.models.pages import page_out
 from decodekit.models.protocols import SequenceInput
 from decodekit.models.row_attention import ROW_LIMIT, attend_rows, products_in_blocks, row_keys
 
@@ -60,6 +67,7 @@ PACKED_ROWS = (8, 16)  # a forward of 4 .. 16 new tokens is padded to the next o
 PAD_FROM = 4  # up to 3 rows, unpacked products cost less than packed ones over 8 rows
 PACK_LIMIT_BYTES = 2**30  # larger models are not packed (memory)
 ONEDNN_LIMIT_BYTES = 2**32  # bfloat16 weights reordered for oneDNN up to this size (a 2B-parameter model)
+PREFILL_FROM = 16  # prompt tokens from which a 4-bit model's prefill copy is faster than its int4 kernel
 
 
 def rms_norm_rounding_twice(x: torch.Tensor, shape: tuple[int], weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -123,9 +131,27 @@ class _Layer:
         )
 
     def pack_onednn(self) -> None:
-        self.qkv_packed, self.o_packed, self.gate_up_packed, self.down_packed = (
-            onednn.reorder(weight) for weight in (self.qkv, self.o, self.gate_up, self.down)
-        )
+        _reorder_projections(self)
+
+
+class _DenseProducts:
+    """A 4-bit layer's projections as bfloat16 weights (the prefill copy), reordered for oneDNN on first use
+    where this torch has it, in `_Layer`'s names so that the forward reads either alike."""
+
+    def __init__(self, weights: dict[str, torch.Tensor]) -> None:
+        self.qkv, self.o, self.gate_up, self.down = (weights[key] for key in ("qkv", "o", "gate_up", "down"))
+        self.qkv_packed = self.o_packed = self.gate_up_packed = self.down_packed = None
+
+    def pack_onednn(self) -> None:
+        if self.qkv_packed is None:
+            _reorder_projections(self)
+
+
+def _reorder_projections(holder) -> None:
+    """A layer's four projections (`_Layer`, `_DenseProducts`) reordered for oneDNN into its `*_packed`."""
+    holder.qkv_packed, holder.o_packed, holder.gate_up_packed, holder.down_packed = (
+        onednn.reorder(weight) for weight in (holder.qkv, holder.o, holder.gate_up, holder.down)
+    )
 
 
 def _pack(weight: torch.Tensor, packed_rows: tuple[int, ...]) -> dict[int, torch.Tensor]:
@@ -197,11 +223,12 @@ class LeanLlamaBackend:
 
     @torch.no_grad()
     def __init__(self, model, pack: bool = True, int4_layers: list[dict] | None = None,
-                 row_exact: bool | None = None) -> None:
+                 row_exact: bool | None = None, prefill_layers: list[dict] | None = None) -> None:
         """`row_exact`: attention row by row in forwards of up to ROW_LIMIT tokens (row_attention.py), so
         that each row has one-token decoding's bits where the products round alike for any number of rows;
         by default in reduced precision only (float32's products round rows apart anyway, about 1e-7, and
-        one attention call is cheaper). Off, every forward rounds as transformers' does."""
+        one attention call is cheaper). Off, every forward rounds as transformers' does.
+        `prefill_layers`: with `int4_layers`, their dense copies for reading prompts (module docstring)."""
         reason = unsupported_reason(model)
         if reason is not None:
             raise UserError(f"the lean backend cannot run this model: {reason}; use backend='transformers'")
@@ -225,6 +252,9 @@ class LeanLlamaBackend:
             self.name = "lean-q4"
         self.layers = [_Layer(layer, int4) for layer, int4 in zip(layers, int4_layers or [None] * len(layers),
                                                                  strict=True)]
+        if prefill_layers is not None and (not self.int4 or len(prefill_layers) != len(self.layers)):
+            raise ValueError("prefill_layers are dense copies of int4_layers, one per layer")
+        self.prefill = None if prefill_layers is None else [_DenseProducts(weights) for weights in prefill_layers]
         self.embed = model.model.embed_tokens.weight
         self.norm = model.model.norm.weight
         self.head = model.lm_head.weight
@@ -264,6 +294,8 @@ class LeanLlamaBackend:
                 for layer in self.layers:
                     layer.pack_onednn()
             self.head_packed = onednn.reorder(self.head)
+            if self.head.data_ptr() != self.embed.data_ptr():  # an untied head is read through the copy only
+                page_out(self.head)
             return
         for layer in self.layers:
             layer.pack(self.packed_rows)
@@ -336,18 +368,21 @@ class LeanLlamaBackend:
         mask = self._mask(n, rows, past, tree_mask)
         plan = row_keys(mask) if self.row_exact and mask is not None and rows <= ROW_LIMIT else None
         linear = self._linear(rows)
+        weights = self.layers
+        if self.prefill is not None and tree_mask is None and last and rows >= PREFILL_FROM:  # a prompt
+            weights, linear = self._prefill_products()
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
         rotated_heads = heads + kv_heads
         half = head_dim // 2
         eps, shape, rms_norm = self.eps, (self.embed.shape[1],), self.rms_norm
         x = F.embedding(input_ids.to(self.device), self.embed)
         exits = {0: x} if exit_layers and 0 in exit_layers else {}
-        for index, layer in enumerate(self.layers):
+        for index, (layer, w) in enumerate(zip(self.layers, weights)):
             if skip_layers and index in skip_layers:
                 continue
             h = rms_norm(x, shape, layer.input_norm, eps)
             # [heads + 2 kv_heads, rows, head_dim]: the queries, keys and values of each head
-            qkv = linear(h, layer.qkv, layer.qkv_packed, layer.qkv_bias, rows)
+            qkv = linear(h, w.qkv, w.qkv_packed, layer.qkv_bias, rows)
             qkv = qkv.view(rows, heads + 2 * kv_heads, head_dim).transpose(0, 1)
             qk = qkv[:rotated_heads]
             qk = qk * cos + qk.roll(half, -1) * sin
@@ -362,10 +397,10 @@ class LeanLlamaBackend:
             else:
                 attended = attend_rows(qk[None, :heads], keys[:, :, :end], values[:, :, :end], plan, self.scale)
             attended = attended.transpose(1, 2).reshape(rows, heads * head_dim)
-            x = x + linear(attended, layer.o, layer.o_packed, layer.o_bias, rows)
+            x = x + linear(attended, w.o, w.o_packed, layer.o_bias, rows)
             h = rms_norm(x, shape, layer.post_norm, eps)
-            gate, up = linear(h, layer.gate_up, layer.gate_up_packed, layer.gate_up_bias, rows).chunk(2, dim=-1)
-            x = x + linear(F.silu(gate) * up, layer.down, layer.down_packed, layer.down_bias, rows)
+            gate, up = linear(h, w.gate_up, w.gate_up_packed, layer.gate_up_bias, rows).chunk(2, dim=-1)
+            x = x + linear(F.silu(gate) * up, w.down, w.down_packed, layer.down_bias, rows)
             if exit_layers and index + 1 in exit_layers:
                 exits[index + 1] = x
         cache.length = past + n
@@ -384,6 +419,15 @@ class LeanLlamaBackend:
         if self.onednn:
             return onednn_linear
         return _packed_linear if rows in self.packed_rows else _plain_linear
+
+    def _prefill_products(self):
+        """The prefill copy's weights and the product over them (oneDNN's reordered copies, made on first
+        use, where this torch has oneDNN; `F.linear` elsewhere)."""
+        if not onednn.available():
+            return self.prefill, _plain_linear
+        for products in self.prefill:
+            products.pack_onednn()
+        return self.prefill, onednn_linear
 
     def _head(self, x: torch.Tensor, n: int, rows: int, last: int, linear) -> torch.Tensor:
         """The final norm and the output head on the real rows (or the `last` of them), float32: for the last

@@ -49,6 +49,7 @@ from decodekit.models.gguf_blocks import (
     dequantised,
 )
 from decodekit.models.gguf_blocks import unpack as unpack_products
+from decodekit.models.pages import page_out
 
 DENSE_KINDS = frozenset({"Q6_K", "F32", "F16", "BF16"})  # read as bfloat16 copies of the dequantised weight
 
@@ -98,6 +99,7 @@ class DenseWeight:
         if self.reordered is None and self.weight.dtype == torch.bfloat16 and self.weight.device.type == "cpu" \
                 and onednn.available():
             object.__setattr__(self, "reordered", onednn.reorder(self.weight))
+            page_out(self.weight)  # mapped from the cache entry and read once: the products use the copy
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight) if self.reordered is None else onednn.linear(x, self.reordered)
@@ -230,14 +232,17 @@ def _layer_part(tensors: dict, heads: dict[str, int], index: int, tensor_name: s
     return _read_part(tensor, order)
 
 
-def int4_layers(gguf_file: Path, model) -> list[dict[str, Stacked]]:
+def int4_layers(gguf_file: Path, model, dense: list | None = None) -> list[dict[str, Stacked]]:
     """For each decoder layer of `model` (a Llama or Qwen2 model for `gguf_file`), its fused weights read
     from the file's blocks. Raises a UserError when a projection's format is not supported, or when the model
-    holds a projection's weights (not meta ones) and they are not the file's."""
+    holds a projection's weights (not meta ones) and they are not the file's.
+
+    With a `dense` list, each layer's fused weights are also appended to it as the model's dtype, dequantised
+    (`{key: [out, in] tensor}`): the prefill copy (`prefill_layers_bytes`), from the same pass over the file."""
     tensors, heads = _file_tensors(gguf_file, model.config)
     layers = []
     for index, layer in enumerate(model.model.layers):
-        fused = {}
+        fused, plain = {}, {}
         for name, names in LAYER_TENSORS.items():
             parts = []
             for tensor_name, module_name in names:
@@ -248,8 +253,32 @@ def int4_layers(gguf_file: Path, model) -> list[dict[str, Stacked]]:
                                     "weights transformers loaded from it")
                 parts.append(part)
             fused[name] = _fuse_parts(parts, model.dtype)
+            if dense is not None:
+                plain[name] = torch.cat([part.float32() for part in parts]).to(model.dtype)
         layers.append(fused)
+        if dense is not None:
+            dense.append(plain)
     return layers
+
+
+def prefill_layers_bytes(model) -> int:
+    """The bytes of a dense copy of `model`'s layer projections in its dtype (their shapes, even on meta)."""
+    return sum(layer.get_submodule(module).weight.numel() for layer in model.model.layers
+               for names in LAYER_TENSORS.values() for _, module in names) * model.dtype.itemsize
+
+
+def save_dense_layers(layers: list[dict[str, torch.Tensor]], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({f"{index}.{key}": weight.contiguous() for index, layer in enumerate(layers)
+               for key, weight in layer.items()}, str(path))
+
+
+def load_dense_layers(path: Path, count: int) -> list[dict[str, torch.Tensor]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return [{key: handle.get_tensor(f"{index}.{key}") for key in LAYER_TENSORS} for index in range(count)]
 
 
 def release_layer_weights(model, gguf_file: Path | None = None) -> None:

@@ -10,6 +10,13 @@ use (`release_layer_weights`). No float32 copy of the model is made or kept: pea
 bfloat16 model, and the cache entry (`<cache>/converted/<file>-q4-...`) holds the config, the tokenizer,
 `model.safetensors` (the non-layer tensors) and `int4.safetensors` (the packed layers).
 
+The prefill copy: for a model whose layer projections take at most `PREFILL_COPY_LIMIT_BYTES` in bfloat16
+(SmolLM2-135M about 0.2 GB, Qwen2.5-0.5B about 0.7 GB; not the 1.5B, about 2.6 GB), the entry also holds
+them dequantised (`prefill.safetensors`), and the lean backend reads that copy for a prompt's forward of at
+least PREFILL_FROM tokens, where the int4 kernel costs in proportion to its rows and bfloat16 products do
+not (models/backend_lean.py says which forwards; the README has the figures). It is loaded mapped, so it
+takes memory only once a long prompt was read.
+
 Loading maps the safetensors files, so the embedding's rows are read from disk as tokens use them.
 """
 
@@ -29,13 +36,17 @@ from decodekit.models.gguf_int4 import (
     LAYER_TENSORS,
     PERMUTED_ARCHITECTURES,
     int4_layers,
+    load_dense_layers,
     load_layers,
+    prefill_layers_bytes,
     release_layer_weights,
+    save_dense_layers,
     save_layers,
     unpermute_rows,
 )
 
-CACHE_FORMAT = 3  # bumped when the entry's layout changes
+CACHE_FORMAT = 4  # bumped when the entry's layout changes
+PREFILL_COPY_LIMIT_BYTES = 2**30  # the largest dense copy of the layer projections an entry holds
 LAYER_NAMES = {  # GGUF per-layer tensors that are not layer projections -> transformers' names
     "attn_norm.weight": "input_layernorm.weight", "ffn_norm.weight": "post_attention_layernorm.weight",
     "attn_q.bias": "self_attn.q_proj.bias", "attn_k.bias": "self_attn.k_proj.bias",
@@ -44,6 +55,7 @@ LAYER_NAMES = {  # GGUF per-layer tensors that are not layer projections -> tran
 }
 GLOBAL_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output.weight": "lm_head.weight",
                 "output_norm.weight": "model.norm.weight"}
+PREFILL_FILE = "prefill.safetensors"
 IGNORED = frozenset({"rope_freqs.weight"})  # llama3 RoPE factors: transformers computes them from the config
 
 
@@ -128,7 +140,10 @@ def _build(gguf_file: Path, dtype: torch.dtype, notice: Callable[[str], None]) -
         tied = config.tie_word_embeddings
         save_file({k: v.contiguous() for k, v in others.items() if not (tied and k == "lm_head.weight")},
                   str(directory / "model.safetensors"))
-        save_layers(int4_layers(gguf_file, model), directory / "int4.safetensors")
+        dense = [] if prefill_layers_bytes(model) <= PREFILL_COPY_LIMIT_BYTES else None
+        save_layers(int4_layers(gguf_file, model, dense), directory / "int4.safetensors")
+        if dense is not None:
+            save_dense_layers(dense, directory / PREFILL_FILE)
         config.save_pretrained(directory)
         GenerationConfig.from_model_config(config).save_pretrained(directory)
         tokenizer.save_pretrained(directory)
@@ -137,9 +152,10 @@ def _build(gguf_file: Path, dtype: torch.dtype, notice: Callable[[str], None]) -
 
 
 def load_q4(gguf_file: Path, notice: Callable[[str], None], dtype: torch.dtype = torch.bfloat16):
-    """(model, tokenizer, layers) for `gguf_file` on `--dtype q4`: the model with its layer projections on
-    the meta device (read back from the file if transformers' own forward runs), and the packed layers for
-    the lean backend."""
+    """(model, tokenizer, layers, prefill) for `gguf_file` on `--dtype q4`: the model with its layer
+    projections on the meta device (read back from the file if transformers' own forward runs), the packed
+    layers for the lean backend, and the prefill copy of the layers (None for a model above
+    `PREFILL_COPY_LIMIT_BYTES`)."""
     from safetensors import safe_open
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
@@ -165,7 +181,9 @@ def load_q4(gguf_file: Path, notice: Callable[[str], None], dtype: torch.dtype =
     if meta:
         raise UserError(f"{gguf_file.name}: {', '.join(meta[:3])} not loaded")
     release_layer_weights(model, gguf_file)
-    return model.eval(), tokenizer, layers
+    prefill = load_dense_layers(directory / PREFILL_FILE, len(layers)) if (directory / PREFILL_FILE).is_file() \
+        else None
+    return model.eval(), tokenizer, layers, prefill
 
 
 def _is_projection(name: str) -> bool:

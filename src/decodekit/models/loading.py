@@ -224,12 +224,13 @@ def check_q4(gguf_file: Path | None, backend: str, device: torch.device) -> None
         raise UserError("--dtype q4 needs the lean backend, not transformers")
 
 
-def q4_backend(model, layers) -> LeanLlamaBackend:
-    """The lean backend over a GGUF file's quantised layer weights, or a UserError saying why there is none."""
+def q4_backend(model, layers, prefill) -> LeanLlamaBackend:
+    """The lean backend over a GGUF file's quantised layer weights (and their prefill copy, if any), or a
+    UserError saying why there is none."""
     reason = unsupported_reason(model)
     if reason is not None:
         raise UserError(f"--dtype q4 needs the lean backend, which cannot run this model: {reason}")
-    return LeanLlamaBackend(model, int4_layers=layers)
+    return LeanLlamaBackend(model, int4_layers=layers, prefill_layers=prefill)
 
 
 def load_model(
@@ -258,11 +259,11 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, torch_device)
     if dtype in Q4_ALIASES:
         check_q4(gguf_file, backend, torch_device)
-        model, tokenizer, layers = load_q4(gguf_file, _notice, torch_dtype)
+        model, tokenizer, layers, prefill = load_q4(gguf_file, _notice, torch_dtype)
         entry = lookup(name_or_path)
         return LoadedModel(
             name=entry.name if entry is not None else gguf_file.name, model=model, tokenizer=tokenizer,
-            backend=q4_backend(model, layers), dtype=torch_dtype, device=torch_device,
+            backend=q4_backend(model, layers, prefill), dtype=torch_dtype, device=torch_device,
             load_seconds=time.perf_counter() - start, precision=Q4,
         )
     source, display = _source_directory(name_or_path, gguf_file)

@@ -9,9 +9,9 @@ job.py         one request in flight: its works and the queue their events arriv
 app.py         the Starlette app and its routes (build_app)
 metrics.py     Prometheus metrics, one registry per server
 server.py      uvicorn over the app, with graceful shutdown
-bench.py       `decodekit bench-serve`: the server measured from outside by streaming clients
-process.py     a server as a child process on a loopback port (bench-serve's servers)
-llama_server.py llama.cpp's own server, bench-serve's baseline
+bench.py       `decodekit bench-serve`: the server measured from outside by streaming clients (its servers are
+               child processes, bench/server_process.py; its baseline llama.cpp's own server,
+               bench/baselines/llama_server.py)
 
 Nothing here is imported by the layers below (serve is an interface, like the CLI); this package's own
 modules are imported where they are used, so that `decodekit --help` does not load the web stack.

@@ -12,8 +12,9 @@ chunk) / (tokens - 1), the mean inter-token latency of a request), p50 and p95 o
 repeats: the figures are this machine's at that moment. Writes a JSON file, a markdown table and a plot of
 throughput against concurrency.
 
-With `baseline="llama-server"` (serve/llama_server.py), llama.cpp's own server then runs the same levels on
-the model's GGUF file, and the table gives decodekit's aggregate tokens/s over llama-server's at each level.
+With `baseline="llama-server"` (bench/baselines/llama_server.py), llama.cpp's own server then runs the same
+levels on the model's GGUF file, and the table gives decodekit's aggregate tokens/s over llama-server's at
+each level.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 
 from decodekit.bench.machine import cpu_description
 from decodekit.errors import UserError
-from decodekit.serve import process
+from decodekit.bench import server_process as process
 
 PROMPTS = (
     "Explain how a bicycle stays upright.",
@@ -216,7 +217,7 @@ def run_bench_serve(model: str, dtype: str, method: str, levels: list[int], requ
     binary = gguf = None
     if baseline is not None:
         from decodekit.bench.baselines.llamacpp import gguf_file
-        from decodekit.serve.llama_server import llama_server_binary, start_llama_server
+        from decodekit.bench.baselines.llama_server import llama_server_binary, start_llama_server
 
         binary, gguf = llama_server_binary(), gguf_file(model)
         if gguf is None:

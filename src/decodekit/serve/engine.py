@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from decodekit.core import DecodeRequest
+from decodekit.drafting.cost_curve import CostCurve, cost_curve
 from decodekit.errors import ParameterError, UserError
 from decodekit.methods import build_decoder, get_method
 from decodekit.models.loaded import LoadedModel
@@ -49,7 +50,8 @@ class Engine:
         self.encoder = copy.deepcopy(self.model.tokenizer)  # the API thread's own tokenizer
         self.metrics = Metrics()
         self.scheduler = Scheduler(self.model, self.decoder, max_batch=config.max_batch,
-                                   max_queue=config.max_queue, metrics=self.metrics)
+                                   max_queue=config.max_queue, metrics=self.metrics,
+                                   batch_cost=self.cost_curve if config.max_batch > 1 else None)
         self.created = int(time.time())
         self._scopes = itertools.count()
 
@@ -79,11 +81,18 @@ class Engine:
         decoder = build_decoder(method, self.model, self.session, options, scope)
         return decoder, lambda: self.session.forget(scope)
 
+    def cost_curve(self) -> CostCurve:
+        """The model's forward time against its new tokens (measured once, kept by the session): what the
+        scheduler sizes drafts under load by."""
+        return cost_curve(self.model, self.session.store())
+
     def warm_up(self) -> None:
         """Before the scheduler starts: build the default method's decoder and run two steps of it, so that
         the first request waits neither for a cost curve to be measured, a draft model to load, nor the
         backend's first-forward work (packing weights). Under a scope of its own, dropped after: the warm-up
         teaches the drafters nothing."""
+        if self.scheduler.batch_cost is not None:
+            self.cost_curve()
         method = self.config.method
         decoder = build_decoder(method, self.model, self.session, self.options_for(method, {}), WARM_UP_SCOPE)
         cache = self.scheduler.pool.acquire()

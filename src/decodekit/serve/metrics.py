@@ -1,9 +1,9 @@
 """The server's Prometheus metrics, in a registry of their own (one per server, none at module level).
 
 Requests by endpoint and status; prompt and completion tokens; waiting and active sequences; per step, the
-batch size, the step time and the tokens each sequence committed (accepted draft tokens + 1); per request,
-the time waiting for a slot, the time to the first token and the end-to-end latency; cancellations (a client
-left), timeouts and rejections (a full queue).
+batch size, the draft nodes each sequence was allowed, the step time and the tokens each sequence committed
+(accepted draft tokens + 1); per request, the time waiting for a slot, the time to the first token and the
+end-to-end latency; cancellations (a client left), timeouts and rejections (a full queue).
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ class Metrics:
         self.tokens_per_step = Histogram("decodekit_tokens_per_step", "tokens one sequence committed in one "
                                          "step (accepted draft tokens + 1)", buckets=TOKEN_BUCKETS,
                                          registry=registry)
+        self.draft_limit = Gauge("decodekit_batch_draft_limit", "draft nodes each greedy sequence of the last "
+                                 "batched step could propose (-1: the method's own sizing, a batch of one)",
+                                 registry=registry)
         self.accepted_tokens = Counter("decodekit_accepted_draft_tokens", "draft tokens accepted",
                                        registry=registry)
         self.queue_seconds = Histogram("decodekit_queue_seconds", "time from submission to joining the batch",

@@ -13,8 +13,20 @@ step boundaries:
               its slot back
 
 So a request joins and leaves the running batch at step boundaries, and a cancelled one frees its slot within
-one step. The worker never waits on a reader: `sink` must not block (the server's puts an event on an asyncio
-queue; what a slow reader has not read yet stays buffered there, at most one event per step and so at most
+one step.
+
+Drafting under load: every row one sequence drafts is paid by the whole batch's forward, so with more than
+one sequence active (and `batch_cost`, the model's forward-cost curve, given) each may draft at most
+`batch_draft_limit` nodes that step: the draft size that maximises the batch's expected tokens per second on
+the measured curve, at the acceptance rate its sequences have shown so far (drafting/cost_curve.py:
+`batch_draft_size`). On a CPU whose product kernel costs in proportion to its rows that is no drafting once a
+few sequences share the batch; where extra rows are nearly free, drafting goes on. Only greedy sequences are
+limited: a smaller draft changes how many tokens a greedy step commits, never which ones, but speculative
+sampling draws its random numbers per drafted node, so a sampled sequence keeps its method's own drafts and
+its seed gives the text of its solo run.
+
+The worker never waits on a reader: `sink` must not block (the server's puts an event on an asyncio queue;
+what a slow reader has not read yet stays buffered there, at most one event per step and so at most
 `max_tokens` of them). A sequence's tokens are those of its solo run whatever shares the batch: the batched
 forward gives each sequence its solo logits (models/protocols.py), and each keeps its own sampler, generator,
 drafter and cache.
@@ -34,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from decodekit.core import DecodeRequest
+from decodekit.drafting.cost_curve import CostCurve
 from decodekit.errors import UserError
 from decodekit.models.loaded import LoadedModel
 from decodekit.serve.metrics import Metrics
@@ -45,6 +58,7 @@ from decodekit.trace import GenerationResult
 log = logging.getLogger("decodekit.serve")
 
 DecoderFactory = Callable[[str, dict], tuple[Decoder, Callable[[], None]]]  # (decoder, release its learned state)
+PRIOR_ACCEPTED, PRIOR_DRAFTED = 1, 2  # the acceptance rate assumed before any draft was verified: one half
 
 
 class QueueFull(Exception):
@@ -135,7 +149,8 @@ class CachePool:
 
 class Scheduler:
     def __init__(self, model: LoadedModel, decoders: DecoderFactory, *, max_batch: int = 8, max_queue: int = 32,
-                 metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
+                 batch_cost: Callable[[], CostCurve] | None = None) -> None:
         if max_batch < 1 or max_queue < 0:
             raise ValueError(f"max_batch must be >= 1 and max_queue >= 0, got {max_batch}, {max_queue}")
         self.model = model
@@ -144,6 +159,7 @@ class Scheduler:
         self.max_queue = max_queue
         self.metrics = metrics or Metrics()
         self.clock = clock
+        self.batch_cost = batch_cost  # the model's forward-cost curve, for drafting under load (None: no limit)
         self.pool = CachePool(model, max_batch)
         self._waiting: deque[Work] = deque()
         self._active: list[Running] = []
@@ -231,8 +247,12 @@ class Scheduler:
         if not self._active:
             return
         batch = list(self._active)
+        states = [running.state for running in batch]
+        limit = batch_draft_limit(self.batch_cost(), states) if self.batch_cost is not None and len(batch) > 1 \
+            else None
+        self.metrics.draft_limit.set(-1 if limit is None else limit)
         tick = time.perf_counter()
-        committed = step_together([running.state for running in batch])
+        committed = step_together(states, [limit if state.request.sampling.greedy else None for state in states])
         seconds = time.perf_counter() - tick
         self.steps += 1
         self.metrics.observe_step(len(batch), seconds, [len(c.tokens) for c in committed])
@@ -343,3 +363,13 @@ class Scheduler:
 
 def _nothing() -> None:
     return None
+
+
+def batch_draft_limit(curve: CostCurve, states: list[DecodeState]) -> int:
+    """The draft nodes each greedy one of `states` may propose in one batched step: `CostCurve.batch_draft_size` at the
+    acceptance rate (accepted / drafted nodes) of every step these sequences have taken, with a prior of one
+    half, up to the largest draft budget among them."""
+    accepted = PRIOR_ACCEPTED + sum(len(record.accepted) for state in states for record in state.steps)
+    drafted = PRIOR_DRAFTED + sum(len(record.drafted) for state in states for record in state.steps)
+    most = max(state.request.num_draft for state in states)
+    return curve.batch_draft_size(len(states), accepted / drafted, most)

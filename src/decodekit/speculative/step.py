@@ -102,9 +102,12 @@ def prefill(model: LoadedModel, request: DecodeRequest, decoder: Decoder, method
                        prefill_seconds, loop=loop)
 
 
-def propose(state: DecodeState) -> Proposal:
+def propose(state: DecodeState, limit: int | None = None) -> Proposal:
+    """The step's draft tree (at most `limit` nodes, when given) and the forward that verifies it."""
     tick = time.perf_counter()
     budget = min(state.request.num_draft, state.output.room - 1)
+    if limit is not None:
+        budget = min(budget, limit)
     drafter = state.drafter
     draft = drafter.propose(state.context, budget) if drafter is not None and budget > 0 else Draft()
     if len(draft) > max(budget, 0):
@@ -171,16 +174,19 @@ def step(state: DecodeState) -> Committed:
     return commit(state, proposal, logits)
 
 
-def step_together(states: Sequence[DecodeState]) -> list[Committed]:
-    """One step of each unfinished request of one model, with one batched target forward over all of them.
-    Their caches must come from one `Backend.new_caches` call."""
+def step_together(states: Sequence[DecodeState], draft_limits: Sequence[int | None] | None = None
+                  ) -> list[Committed]:
+    """One step of each unfinished request of one model, with one batched target forward over all of them,
+    state i drafting at most `draft_limits[i]` nodes where that is not None. Their caches must come from one
+    `Backend.new_caches` call."""
     if not states:
         return []
     backend = states[0].model.backend
     if any(s.model.backend is not backend for s in states):
         raise ValueError("requests stepped together must share one model")
+    limits = dict(zip(map(id, states), draft_limits)) if draft_limits is not None else {}
     together = [state for state in states if state.loop is None]  # a method's own step runs alone
-    proposals = [propose(state) for state in together]
+    proposals = [propose(state, limits.get(id(state))) for state in together]
     logits = backend.forward_batch([p.forward for p in proposals]) if proposals else []
     done = {id(state): commit(state, proposal, rows) for state, proposal, rows in zip(together, proposals, logits)}
     return [done[id(state)] if id(state) in done else step(state) for state in states]

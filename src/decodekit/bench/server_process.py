@@ -1,6 +1,7 @@
 """A server as a child process on a loopback port, as `decodekit bench-serve` runs decodekit's own server and
-llama.cpp's: a free port, its output to a log file (a pipe nobody reads would fill and stall it), ready once
-`/health` answers 200, stopped with SIGTERM (then killed after a grace period)."""
+llama.cpp's, and the bench its `llamacpp-spec` baseline: a free port, its output to a log file (a pipe nobody
+reads would fill and stall it), ready once `/health` answers 200, stopped with SIGTERM (then killed after a
+grace period)."""
 
 from __future__ import annotations
 

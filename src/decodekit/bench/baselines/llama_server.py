@@ -1,4 +1,5 @@
-"""llama.cpp's own server (`llama-server`) as the baseline of `decodekit bench-serve --baseline llama-server`.
+"""llama.cpp's own server (`llama-server`): the baseline of `decodekit bench-serve --baseline llama-server`, and
+the process behind the bench's `llamacpp-spec` (llamacpp_spec.py).
 
 `make llamacpp-tools` builds it from the llama.cpp sources vendored in the llama-cpp-python sdist, with the
 same portable CPU flags as `make llamacpp`, into `.venv/llama.cpp/bin/` (found through `sys.prefix`);
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 from decodekit.errors import UserError
-from decodekit.serve import process
+from decodekit.bench import server_process as process
 
 BINARY_VARIABLE = "DECODEKIT_LLAMA_SERVER"
 
