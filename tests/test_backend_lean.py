@@ -97,12 +97,40 @@ def test_tiny_logits_equal_transformers(name):
 
 
 def test_tiny_bfloat16_logits_equal_transformers():
-    """Unpacked, with attention in one call per forward, as transformers computes it. The defaults in bfloat16
-    (weights reordered for oneDNN, whose products over 33 rows or more round apart from `F.linear`'s, and
-    attention row by row) are test_verification_exactness's: every row has one-token decoding's bits."""
+    """Unpacked, with attention in one call per forward and in bfloat16, as transformers computes it. The
+    defaults in bfloat16 (weights reordered for oneDNN, whose products over 33 rows or more round apart from
+    `F.linear`'s, attention row by row, and in float32 on a CPU without AMX) are test_verification_exactness's:
+    every row has one-token decoding's bits."""
     model = tiny("gqa").to(torch.bfloat16)
-    check_sequence((LeanLlamaBackend(model, pack=False, row_exact=False), TransformersBackend(model)),
+    lean = LeanLlamaBackend(model, pack=False, row_exact=False, attention=torch.bfloat16)
+    check_sequence((lean, TransformersBackend(model)),
                    list(range(1, 30)))
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_attention_precision_rule(monkeypatch, amx):
+    """bfloat16 attention with AMX, float32 without; float32 models attend in float32 everywhere."""
+    monkeypatch.setattr(backend_lean, "cpu_has_amx_bf16", lambda: amx)
+    cpu = torch.device("cpu")
+    assert backend_lean.attention_dtype(torch.bfloat16, cpu) == (torch.bfloat16 if amx else torch.float32)
+    assert backend_lean.attention_dtype(torch.float32, cpu) == torch.float32
+    lean = LeanLlamaBackend(tiny("gqa").to(torch.bfloat16))
+    assert lean.new_cache().layer_keys[0].dtype == lean.attention_dtype
+
+
+@pytest.mark.parametrize("attention", [torch.bfloat16, torch.float32])
+def test_tree_rows_equal_one_token_decoding_in_either_attention_precision(attention):
+    """A bfloat16 model attending row by row in bfloat16 or over a float32 cache: each tree row's logits
+    equal one-token decoding's bit for bit where the products give rows the same bits (precision_probe.py),
+    and within bfloat16 rounding elsewhere."""
+    from decodekit.models.precision_probe import BF16, rows_invariant
+    from decodekit.speculative.exactness import tree_vs_single
+
+    lean = LeanLlamaBackend(tiny("gqa").to(torch.bfloat16), attention=attention)
+    comparison = tree_vs_single(lean, list(range(1, 20)), TREE)
+    if rows_invariant(BF16):
+        assert comparison.exact, comparison.row_diffs
+    assert comparison.max_abs_diff <= 0.1
 
 
 def test_tiny_qwen2_is_qwen2_with_its_biases():
@@ -140,9 +168,11 @@ def test_embedded_logits_equal_transformers(smollm2_f32):
 
 @pytest.mark.integration
 def test_embedded_bfloat16_logits_equal_transformers(smollm2_bf16):
-    """Unpacked, attention in one call per forward: as transformers computes it (see test_tiny_bfloat16_...)."""
+    """Unpacked, attention in one call per forward, in bfloat16: as transformers computes it (see
+    test_tiny_bfloat16_...)."""
     model = smollm2_bf16.model
-    backends = (LeanLlamaBackend(model, pack=False, row_exact=False), TransformersBackend(model))
+    backends = (LeanLlamaBackend(model, pack=False, row_exact=False, attention=torch.bfloat16),
+                TransformersBackend(model))
     check_sequence(backends, smollm2_bf16.encode("What is the capital of Australia?"))
 
 

@@ -16,7 +16,8 @@ def models(ctx: typer.Context) -> None:
 
     from decodekit.models.catalog import CATALOG, DEFAULT_MODEL
     from decodekit.models.conversion_cache import cache_root
-    from decodekit.models.loading import cpu_has_amx_bf16, q4_is_exact, resolve_device, resolve_dtype
+    from decodekit.models.cpu_features import cpu_has_amx_bf16
+    from decodekit.models.loading import q4_is_exact, resolve_device, resolve_dtype
     from decodekit.models.precision_probe import BF16, INT4, rows_invariant
 
     table = Table(title="decodekit models")

@@ -29,6 +29,10 @@ calls per layer:
   (onednn.py), made by the first forward; and in reduced precision, attention row by row in forwards of up
   to ROW_LIMIT tokens (row_attention.py), so that a draft tree's rows have one-token decoding's bits where
   the products allow it (precision_probe.py measures it).
+- attention in float32 over a float32 KV cache for a reduced-precision model on a CPU without AMX
+  (`attention_dtype`): there bfloat16 attention is several times slower (cpu_features.py has the figures),
+  and a float32 cache holds the bfloat16 keys and values exactly, so each row still computes what one-token
+  decoding does.
 - with `prefill_layers` as well (a bfloat16 copy of the 4-bit layers, gguf_q4_model.py), a prompt's
   forward (causal, no tree mask, only the `last` rows' logits asked for) of at least `PREFILL_FROM` new
   tokens multiplies over that copy (reordered for oneDNN on first use): the int4 kernel's time grows in
@@ -57,6 +61,7 @@ import torch.nn.functional as F
 from decodekit.errors import UserError
 from decodekit.models import onednn
 from decodekit.models.cache import KVSlots, SlotCache
+from decodekit.models.cpu_features import cpu_has_amx_bf16
 from decodekit.models.pages import page_out
 from decodekit.models.protocols import SequenceInput
 from decodekit.models.row_attention import ROW_LIMIT, attend_rows, products_in_blocks, row_keys
@@ -182,6 +187,14 @@ def onednn_packable(model, int4: bool) -> bool:
     )
 
 
+def attention_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The precision of attention and of the KV cache for a model computing in `dtype`: its own, but float32
+    for a reduced-precision model on a CPU without AMX (module docstring)."""
+    if dtype != torch.float32 and device.type == "cpu" and not cpu_has_amx_bf16():
+        return torch.float32
+    return dtype
+
+
 def _plain_linear(x, weight, packed, bias, rows):
     return F.linear(x, weight, bias)
 
@@ -223,12 +236,14 @@ class LeanLlamaBackend:
 
     @torch.no_grad()
     def __init__(self, model, pack: bool = True, int4_layers: list[dict] | None = None,
-                 row_exact: bool | None = None, prefill_layers: list[dict] | None = None) -> None:
+                 row_exact: bool | None = None, prefill_layers: list[dict] | None = None,
+                 attention: torch.dtype | None = None) -> None:
         """`row_exact`: attention row by row in forwards of up to ROW_LIMIT tokens (row_attention.py), so
         that each row has one-token decoding's bits where the products round alike for any number of rows;
         by default in reduced precision only (float32's products round rows apart anyway, about 1e-7, and
         one attention call is cheaper). Off, every forward rounds as transformers' does.
-        `prefill_layers`: with `int4_layers`, their dense copies for reading prompts (module docstring)."""
+        `prefill_layers`: with `int4_layers`, their dense copies for reading prompts (module docstring).
+        `attention`: the precision of attention and the KV cache (by default `attention_dtype`'s)."""
         reason = unsupported_reason(model)
         if reason is not None:
             raise UserError(f"the lean backend cannot run this model: {reason}; use backend='transformers'")
@@ -236,6 +251,7 @@ class LeanLlamaBackend:
         self.model = model
         self.device = model.device
         self.dtype = model.dtype
+        self.attention_dtype = attention or attention_dtype(self.dtype, self.device)
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
@@ -283,7 +299,7 @@ class LeanLlamaBackend:
 
     def new_caches(self, count: int) -> list[SlotCache]:
         store = KVSlots(len(self.layers), self.kv_heads, self.head_dim, limit=self.context, capacity=FIRST_CAPACITY,
-                        slots=count, dtype=self.dtype, device=self.device)
+                        slots=count, dtype=self.attention_dtype, device=self.device)
         return [store.acquire() for _ in range(count)]
 
     def _pack_weights(self) -> None:
@@ -374,7 +390,7 @@ class LeanLlamaBackend:
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
         rotated_heads = heads + kv_heads
         half = head_dim // 2
-        eps, shape, rms_norm = self.eps, (self.embed.shape[1],), self.rms_norm
+        eps, shape, rms_norm, attention = self.eps, (self.embed.shape[1],), self.rms_norm, self.attention_dtype
         x = F.embedding(input_ids.to(self.device), self.embed)
         exits = {0: x} if exit_layers and 0 in exit_layers else {}
         for index, (layer, w) in enumerate(zip(self.layers, weights)):
@@ -389,14 +405,14 @@ class LeanLlamaBackend:
             keys, values = cache.layer_keys[index], cache.layer_values[index]
             keys[0, :, past:end] = qk[heads:]
             values[0, :, past:end] = qkv[rotated_heads:]
+            queries = qk[None, :heads].to(attention)
             if plan is None:
                 attended = F.scaled_dot_product_attention(
-                    qk[None, :heads], keys[:, :, :end], values[:, :, :end],
-                    attn_mask=mask, scale=self.scale, enable_gqa=True,
+                    queries, keys[:, :, :end], values[:, :, :end], attn_mask=mask, scale=self.scale, enable_gqa=True,
                 )
             else:
-                attended = attend_rows(qk[None, :heads], keys[:, :, :end], values[:, :, :end], plan, self.scale)
-            attended = attended.transpose(1, 2).reshape(rows, heads * head_dim)
+                attended = attend_rows(queries, keys[:, :, :end], values[:, :, :end], plan, self.scale)
+            attended = attended.transpose(1, 2).reshape(rows, heads * head_dim).to(self.dtype)
             x = x + linear(attended, w.o, w.o_packed, layer.o_bias, rows)
             h = rms_norm(x, shape, layer.post_norm, eps)
             gate, up = linear(h, w.gate_up, w.gate_up_packed, layer.gate_up_bias, rows).chunk(2, dim=-1)
@@ -506,7 +522,7 @@ class LeanLlamaBackend:
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
         rotated_heads = heads + kv_heads
         half = head_dim // 2
-        eps, shape, rms_norm = self.eps, (self.embed.shape[1],), self.rms_norm
+        eps, shape, rms_norm, attention = self.eps, (self.embed.shape[1],), self.rms_norm, self.attention_dtype
         x = F.embedding(ids.reshape(flat), self.embed)
         for index, layer in enumerate(self.layers):
             h = rms_norm(x, shape, layer.input_norm, eps)
@@ -523,16 +539,17 @@ class LeanLlamaBackend:
             else:
                 keys = layer_keys[torch.tensor(slots, device=device), :, :end]
                 values = layer_values[torch.tensor(slots, device=device), :, :end]
+            queries = qk[:, :heads].to(attention)
             if plans is None:
                 attended = F.scaled_dot_product_attention(
-                    qk[:, :heads], keys, values, attn_mask=mask, scale=self.scale, enable_gqa=True,
+                    queries, keys, values, attn_mask=mask, scale=self.scale, enable_gqa=True,
                 )
             else:
-                attended = qk.new_zeros(batch, heads, rows, head_dim)  # padding rows: seen by no one
+                attended = queries.new_zeros(batch, heads, rows, head_dim)  # padding rows: seen by no one
                 for b, (plan, n, past) in enumerate(zip(plans, counts, pasts)):
-                    attended[b, :, :n] = attend_rows(qk[b : b + 1, :heads, :n], keys[b : b + 1, :, : past + n],
+                    attended[b, :, :n] = attend_rows(queries[b : b + 1, :, :n], keys[b : b + 1, :, : past + n],
                                                      values[b : b + 1, :, : past + n], plan, self.scale)[0]
-            attended = attended.transpose(1, 2).reshape(flat, heads * head_dim)
+            attended = attended.transpose(1, 2).reshape(flat, heads * head_dim).to(self.dtype)
             x = x + linear(attended, layer.o, layer.o_packed, layer.o_bias, flat)
             h = rms_norm(x, shape, layer.post_norm, eps)
             gate, up = linear(h, layer.gate_up, layer.gate_up_packed, layer.gate_up_bias, flat).chunk(2, dim=-1)

@@ -25,6 +25,7 @@ from decodekit.models.backend_lean import LeanLlamaBackend, unsupported_reason
 from decodekit.models.backend_llamacpp import LlamaCppBackend
 from decodekit.models.catalog import CATALOG, DEFAULT_MODEL, gguf_path, lookup
 from decodekit.models.conversion_cache import cache_root, cached_entry, entry_key
+from decodekit.models.cpu_features import cpu_has_amx_bf16
 from decodekit.models.gguf_q4_model import load_q4
 from decodekit.models.loaded import LoadedModel
 from decodekit.models.precision_probe import BF16, INT4, rows_invariant
@@ -32,20 +33,6 @@ from decodekit.models.precision_probe import BF16, INT4, rows_invariant
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 Q4 = "q4"  # bfloat16 activations over the GGUF file's own quantised layer weights (gguf_int4.py)
 Q4_ALIASES = frozenset({Q4, "gguf"})  # `gguf` says what it is: the file's own blocks, Q4_K / Q5_0 / Q8_0 too
-
-
-def cpu_has_amx_bf16() -> bool:
-    """True when the CPU has AMX tiles for bfloat16, where bfloat16 matrix products beat float32.
-
-    AVX512-BF16 alone is not enough: on a 2-core Sapphire Rapids guest without AMX, one SmolLM2-135M step
-    took as long in bfloat16 as in float32 (about 40 ms; oneDNN's bfloat16 products over a single row ran
-    1.5 to 4 times slower than float32's), and a forward over 16 tokens no cheaper.
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags
 
 
 def bfloat16_is_exact_and_fast(device: torch.device) -> bool:

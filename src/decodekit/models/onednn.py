@@ -7,6 +7,11 @@ changes which kernel runs where: `F.linear` switches kernels past 32 rows, and f
 dimension of 4,864, Qwen2.5-0.5B's MLP) gives a row different bits with 8 rows than alone, where products
 over the reordered weight gave each row the same bits for 1 to 32 rows on every shape measured (and up to 64
 rows on inputs up to 1,536 wide; precision_probe.py measures it on the CPU at hand).
+
+On an AMD Zen 4 (AVX512-BF16, no AMX) one row takes a kernel of its own that sums in another order (rows of a
+1,536-wide input got other bits alone than beside others), while every count from 2 to 40 rows gave each row
+the bits it gets among 32. So `linear` multiplies a single row as two (the row twice) and keeps the first: the
+weight is read once either way, and on the AMX machine two rows already had one row's bits.
 """
 
 from __future__ import annotations
@@ -25,5 +30,7 @@ def reorder(weight: torch.Tensor) -> torch.Tensor:
 
 
 def linear(x: torch.Tensor, reordered: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`x @ weight.T + bias` over `reorder(weight)`; up to 32 rows the bits of `F.linear(x, weight, bias)`."""
+    """`x @ weight.T + bias` over `reorder(weight)`, x [rows, in]; a single row is multiplied as two (above)."""
+    if x.shape[0] == 1:
+        return torch.ops.mkldnn._linear_pointwise(x.expand(2, -1), reordered, bias, "none", [], "")[:1]
     return torch.ops.mkldnn._linear_pointwise(x, reordered, bias, "none", [], "")
