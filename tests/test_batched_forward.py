@@ -81,10 +81,13 @@ def test_four_prompts_in_one_batched_forward_equal_their_solo_runs(backend):
 
 
 @pytest.mark.skipif(not rows_invariant(BF16), reason="this CPU's bfloat16 products depend on the number of rows")
-def test_bfloat16_batched_forward_has_the_bits_of_the_solo_runs():
+@pytest.mark.parametrize("attention", [torch.bfloat16, torch.float32])
+def test_bfloat16_batched_forward_has_the_bits_of_the_solo_runs(attention):
     """In bfloat16 each sequence attends row by row over its own slot (row_attention.py), over reordered
-    products that round each row alike: its logits are its solo forward's exactly, not within a bound."""
-    backend = LeanLlamaBackend(tiny_model(vocab_size=64, seed=5, layers=2).model.to(torch.bfloat16))
+    products that round each row alike: its logits are its solo forward's exactly, not within a bound; with
+    attention in bfloat16 (AMX) or over a float32 cache (a CPU without AMX)."""
+    model = tiny_model(vocab_size=64, seed=5, layers=2).model.to(torch.bfloat16)
+    backend = LeanLlamaBackend(model, attention=attention)
     assert backend.onednn and backend.row_exact
     caches = backend.new_caches(4)
     prefilled(backend, caches)

@@ -531,8 +531,8 @@ class LeanLlamaBackend:
             qk = qkv[:, :rotated_heads]
             qk = qk * cos + qk.roll(half, -1) * sin
             layer_keys, layer_values = store.keys[index], store.values[index]  # [slots, kv_heads, capacity, dim]
-            layer_keys[slot_index, :, columns] = qk[:, heads:].transpose(1, 2)
-            layer_values[slot_index, :, columns] = qkv[:, rotated_heads:].transpose(1, 2)
+            layer_keys[slot_index, :, columns] = qk[:, heads:].transpose(1, 2).to(attention)
+            layer_values[slot_index, :, columns] = qkv[:, rotated_heads:].transpose(1, 2).to(attention)
             if contiguous:
                 keys = layer_keys[slots[0] : slots[0] + batch, :, :end]
                 values = layer_values[slots[0] : slots[0] + batch, :, :end]

@@ -4,8 +4,9 @@ On the lean backend, a draft tree's verification gives every row the bits of one
 matrix product gives a row the same bits whatever the number of rows beside it (attention is computed row by row
 in reduced precision, row_attention.py, and the other operations act on each row alone). Whether the products
 do depends on the kernels the CPU gets: on a Sapphire Rapids with AMX, oneDNN's bfloat16 products over
-reordered weights and PyTorch's int4 kernel do; float32's MKL products do not (the one-row and many-row
-products block the sums differently, about 1e-7 apart).
+reordered weights and PyTorch's int4 kernel do, and on an AMD Zen 4 too once a lone row is multiplied as two
+(onednn.py); float32's MKL products do not (the one-row and many-row products block the sums differently,
+about 1e-7 apart).
 
 `rows_invariant(kind)` measures it: a product over 32 random rows against each row alone, for a few
 weights of the shapes of a small model's projections, bit for bit. It takes a fraction of a second, so it is run

@@ -2,8 +2,10 @@
 
 In bfloat16 (and `--dtype q4`, whose products take bfloat16 activations) a forward over a draft tree differs
 from decoding the same tokens one at a time, and the difference is not in the matrix products: on a CPU with
-AMX, oneDNN's bfloat16 products and PyTorch's int4 kernel give every row the same bits whatever the number of
-rows (`decodekit models` measures it on the CPU at hand, see precision_probe.py). It is in attention: one
+AMX (and on an AMD Zen 4, a lone row multiplied as two, onednn.py), oneDNN's bfloat16 products and PyTorch's
+int4 kernel give every row the same bits whatever the number of rows (`decodekit models` measures it on the
+CPU at hand, see precision_probe.py). On a CPU without AMX attention computes in float32 (backend_lean.py:
+`attention_dtype`); the rule below holds in either precision. It is in attention: one
 `scaled_dot_product_attention` call over all the new rows, with a mask, reduces over `past + rows` key
 columns (the masked ones as zeros) in a blocking chosen for that shape, where one-token decoding reduces over
 exactly the `past + depth + 1` keys that row sees. A few units in the last place of one attention output
