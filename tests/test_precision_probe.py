@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from decodekit.models import loading, precision_probe
+from decodekit.models import loading, onednn, precision_probe
 from decodekit.models.backend_lean import onednn_linear
 from decodekit.models.precision_probe import BF16, INT4, products_rows_invariant, rows_invariant
 
@@ -16,6 +16,19 @@ def test_onednn_product_has_the_bits_of_f_linear():
     for rows in (1, 3, 8):
         x = torch.randn(rows, 64, generator=generator).to(torch.bfloat16)
         assert torch.equal(onednn_linear(x, weight, packed, bias, rows), F.linear(x, weight, bias))
+
+
+def test_a_lone_row_has_the_bits_it_has_beside_others():
+    """On an AMD Zen 4 oneDNN's one-row kernel summed these shapes' rows in another order; `onednn.linear`
+    multiplies a lone row as two, so that it has the bits of the same row in a larger product."""
+    generator = torch.Generator().manual_seed(4)
+    for out_features, in_features in ((576, 1536), (896, 4864)):
+        weight = (torch.randn(out_features, in_features, generator=generator) * 0.02).to(torch.bfloat16)
+        reordered = onednn.reorder(weight)
+        x = torch.randn(8, in_features, generator=generator).to(torch.bfloat16)
+        together = onednn.linear(x, reordered)
+        for row in range(8):
+            assert torch.equal(onednn.linear(x[row : row + 1], reordered)[0], together[row])
 
 
 def test_a_product_that_depends_on_the_other_rows_is_caught():

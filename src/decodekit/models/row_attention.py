@@ -4,12 +4,12 @@ In bfloat16 (and `--dtype q4`, whose products take bfloat16 activations) a forwa
 from decoding the same tokens one at a time, and the difference is not in the matrix products: on a CPU with
 AMX (and on an AMD Zen 4, a lone row multiplied as two, onednn.py), oneDNN's bfloat16 products and PyTorch's
 int4 kernel give every row the same bits whatever the number of rows (`decodekit models` measures it on the
-CPU at hand, see precision_probe.py). On a CPU without AMX attention computes in float32 (backend_lean.py:
-`attention_dtype`); the rule below holds in either precision. It is in attention: one
+CPU at hand, see precision_probe.py). It is in attention: one
 `scaled_dot_product_attention` call over all the new rows, with a mask, reduces over `past + rows` key
 columns (the masked ones as zeros) in a blocking chosen for that shape, where one-token decoding reduces over
 exactly the `past + depth + 1` keys that row sees. A few units in the last place of one attention output
-become, after bfloat16 rounding and 30 layers, logits apart by up to about 0.8.
+become, after bfloat16 rounding and 30 layers, logits apart by up to about 0.8. (On a CPU without AMX attention
+computes in float32, backend_lean.py: `attention_dtype`; the rule below holds in either precision.)
 
 The rule here: each row attends on its own, with no mask, to the keys it sees, in position order, laid out
 contiguously: a prefix of the cache (a chain's rows, and every row of a causal forward) is a view of it; any
