@@ -21,7 +21,9 @@ T(n + 1); `best_size` picks the n that maximises their ratio, the expected token
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import operator
 import os
 import sys
 import tempfile
@@ -68,32 +70,26 @@ class CostCurve:
         """Forward time for `tokens` new tokens, in single-token forwards."""
         return self.time(tokens) / self.seconds[0]
 
-    def best_size(self, gains: Sequence[float], overhead: float = 0.0) -> int:
+    def best_size(self, gains: Sequence[float], overhead: float = 0.0, sequences: int = 1) -> int:
         """The number n of leading nodes (gains[i]: node i's acceptance probability, nodes in the order a
-        drafter adds them) that maximises (1 + sum(gains[:n])) / (T(n + 1) + overhead)."""
-        best, best_rate, expected = 0, 1.0 / (self.time(1) + overhead), 1.0
+        drafter adds them) that maximises (1 + sum(gains[:n])) / (T(sequences * (n + 1)) + overhead): with
+        `sequences` > 1, each of that many sequences sharing one forward drafts n."""
+        best, best_rate, expected = 0, 1.0 / (self.time(sequences) + overhead), 1.0
         for n, gain in enumerate(gains, start=1):
             expected += gain
-            rate = expected / (self.time(n + 1) + overhead)
+            rate = expected / (self.time(sequences * (n + 1)) + overhead)
             if rate > best_rate:
                 best, best_rate = n, rate
         return best
 
     def batch_draft_size(self, sequences: int, acceptance: float, most: int) -> int:
-        """Draft nodes per sequence when `sequences` sequences share one forward, each drafting n: the n in
-        0 .. `most` that maximises (1 + a + ... + a^n) / T(sequences * (n + 1)), a chain's expected tokens
-        per sequence (each node accepted with probability `acceptance`, given its parent was) over the
-        batch's forward time. With one sequence this is the chain case of `best_size`; with many, the rows
+        """Draft nodes per sequence when `sequences` sequences share one forward, each drafting a chain of n:
+        `best_size` over the gains a, a^2, ..., a^most (each node accepted with probability `acceptance`,
+        given its parent was). With one sequence this is the chain case of `best_size`; with many, the rows
         every sequence adds are paid by all, so on a machine whose forward cost grows with its rows
         (the int4 CPU kernel) a full batch drafts nothing, and on one where rows are nearly free it drafts."""
-        best, best_rate, expected, term = 0, 1.0 / self.time(sequences), 1.0, 1.0
-        for n in range(1, most + 1):
-            term *= acceptance
-            expected += term
-            rate = expected / self.time(sequences * (n + 1))
-            if rate > best_rate:
-                best, best_rate = n, rate
-        return best
+        gains = list(itertools.accumulate([acceptance] * most, operator.mul))
+        return self.best_size(gains, sequences=sequences)
 
     def budgets_within(self, ratios: Sequence[float]) -> list[int]:
         """For each ratio r, the largest number of draft nodes whose forward costs at most r single-token

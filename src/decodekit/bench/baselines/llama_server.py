@@ -34,10 +34,16 @@ def llama_server_binary() -> Path:
     return binary
 
 
+def llama_server_command(binary: Path, gguf: Path, port: int, slots: int, context: int, threads: int) -> list[str]:
+    """llama-server serving `gguf` on 127.0.0.1:`port` with `slots` slots sharing `context` positions, `threads`
+    threads for decoding and for prompts, and no prompt cache; callers append their own flags."""
+    return [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+            "--parallel", str(slots), "--ctx-size", str(context), "--threads", str(threads),
+            "--threads-batch", str(threads), "--no-cache-prompt", "--cache-ram", "0"]
+
+
 def start_llama_server(binary: Path, gguf: Path, port: int, slots: int, context_per_slot: int, threads: int,
                        log: Path) -> subprocess.Popen:
-    """llama-server on 127.0.0.1:`port`, returned once it is healthy."""
-    command = [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-               "--parallel", str(slots), "--ctx-size", str(slots * context_per_slot), "--threads", str(threads),
-               "--threads-batch", str(threads), "--jinja", "--no-cache-prompt", "--cache-ram", "0"]
+    """llama-server on 127.0.0.1:`port`, with its chat templates (`--jinja`), returned once it is healthy."""
+    command = llama_server_command(binary, gguf, port, slots, slots * context_per_slot, threads) + ["--jinja"]
     return process.start(command, port, log, "llama-server")

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from decodekit.bench import server_process as process
-from decodekit.bench.baselines.llama_server import llama_server_binary
+from decodekit.bench.baselines.llama_server import llama_server_binary, llama_server_command
 from decodekit.bench.outcome import Outcome
 from decodekit.sampling import SamplingConfig
 
@@ -40,10 +40,8 @@ class LlamaServerSpeculative:
     def __init__(self, gguf: Path, draft_gguf: Path, n_ctx: int) -> None:
         threads = torch.get_num_threads()
         self.port = process.free_port()
-        command = [str(llama_server_binary()), "--model", str(gguf), "--model-draft", str(draft_gguf),
-                   "--spec-type", SPEC_TYPE, "--host", "127.0.0.1", "--port", str(self.port), "--parallel", "1",
-                   "--ctx-size", str(n_ctx), "--threads", str(threads), "--threads-batch", str(threads),
-                   "--no-cache-prompt", "--cache-ram", "0", "--no-warmup"]
+        command = llama_server_command(llama_server_binary(), gguf, self.port, 1, n_ctx, threads) + [
+            "--model-draft", str(draft_gguf), "--spec-type", SPEC_TYPE, "--no-warmup"]
         log = Path(tempfile.gettempdir()) / f"decodekit-llamacpp-spec-{self.port}.log"
         self.server = process.start(command, self.port, log, "llama-server (llamacpp-spec)")
         # stopped by close(), else when this object is collected or the interpreter exits: never left behind
