@@ -2,10 +2,11 @@
 operation; bad sizes fail in one line before any model loads."""
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import decodekit.models
-from decodekit.bench.step_profile import profile_steps
+from decodekit.bench.step_profile import backends_to_profile, profile_steps
 from decodekit.cli.app import app
 from tiny import tiny_model
 
@@ -17,6 +18,15 @@ def test_every_backend_at_every_size_is_timed_and_broken_down():
         (backend, size) for backend in ("transformers", "lean-plain") for size in (1, 4)]
     assert all(p.best_seconds > 0 for p in profiles)
     assert all(p.milliseconds_by_kind.get("products", 0) > 0 for p in profiles)
+
+
+def test_no_lean_plain_row_over_weights_left_in_the_file():
+    """A q4 model's projections are meta tensors (gguf_int4.release_layer_weights): a lean backend over
+    them would time products that compute nothing, so the profile leaves that row out."""
+    model = tiny_model()
+    projection = model.model.model.layers[0].self_attn.q_proj
+    projection.weight = torch.nn.Parameter(torch.empty_like(projection.weight, device="meta"), requires_grad=False)
+    assert "lean-plain" not in backends_to_profile(model)
 
 
 @pytest.mark.parametrize("args,fragment", [

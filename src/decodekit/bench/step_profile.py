@@ -37,15 +37,18 @@ class SizeProfile:
 
 
 def backends_to_profile(model: LoadedModel) -> dict[str, object]:
-    """The model's own backend, and for comparison the lean one over plain weights and the transformers one
-    (where the model's own is not already that)."""
+    """The model's own backend, and for comparison the lean one over plain weights (where the model holds
+    them: a q4 model's projections stay in the GGUF file, gguf_int4.py) and the transformers one (where the
+    model's own is not already that)."""
     chosen = model.backend.name
     if chosen == "lean":
         chosen = ("lean-packed" if model.backend.packed_rows else
                   "lean-onednn" if getattr(model.backend, "onednn", False) else "lean-plain")
     backends = {chosen: model.backend}
-    for name, make in (("lean-plain", lambda: LeanLlamaBackend(model.model, pack=False)),
-                       ("transformers", lambda: TransformersBackend(model.model))):
+    others = [("transformers", lambda: TransformersBackend(model.model))]
+    if not any(p.device.type == "meta" for p in model.model.parameters()):  # q4: the layers' own weights are
+        others.insert(0, ("lean-plain", lambda: LeanLlamaBackend(model.model, pack=False)))  # left in the file
+    for name, make in others:
         if name not in backends:
             backends[name] = make()
     return backends
