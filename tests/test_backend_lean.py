@@ -118,15 +118,16 @@ def test_attention_precision_rule(monkeypatch, amx):
     assert lean.new_cache().layer_keys[0].dtype == lean.attention_dtype
 
 
-@pytest.mark.parametrize("attention", [torch.bfloat16, torch.float32])
-def test_tree_rows_equal_one_token_decoding_in_either_attention_precision(attention):
-    """A bfloat16 model attending row by row in bfloat16 or over a float32 cache: each tree row's logits
-    equal one-token decoding's bit for bit where the products give rows the same bits (precision_probe.py),
-    and within bfloat16 rounding elsewhere."""
+@pytest.mark.parametrize("attention,native", [(torch.bfloat16, True), (torch.float32, True), (torch.float32, False)])
+def test_tree_rows_equal_one_token_decoding_in_either_attention_precision(attention, native):
+    """A bfloat16 model attending row by row in bfloat16 or over a float32 cache (through the native kernel
+    where it builds, or SDPA row by row): each tree row's logits equal one-token decoding's bit for bit where
+    the products give rows the same bits (precision_probe.py), and within bfloat16 rounding elsewhere."""
     from decodekit.models.precision_probe import BF16, rows_invariant
     from decodekit.speculative.exactness import tree_vs_single
 
-    lean = LeanLlamaBackend(tiny("gqa").to(torch.bfloat16), attention=attention)
+    lean = LeanLlamaBackend(tiny("gqa").to(torch.bfloat16), attention=attention, native_attention=native)
+    assert native or lean.native_attention is None
     comparison = tree_vs_single(lean, list(range(1, 20)), TREE)
     if rows_invariant(BF16):
         assert comparison.exact, comparison.row_diffs

@@ -62,7 +62,7 @@ def run_chunk(job: ChunkJob) -> ChunkResult:
     from decodekit.bench.code_eval.sandbox import Limits
     from decodekit.bench.code_eval.score import score_rows
     from decodekit.bench.conversation import context_needed
-    from decodekit.bench.machine import cpu_description
+    from decodekit.bench.machine import backend_description, cpu_description
     from decodekit.bench.run import build_contenders, close_contenders, run_suite
     from decodekit.session import Session
 
@@ -79,7 +79,7 @@ def run_chunk(job: ChunkJob) -> ChunkResult:
         close_contenders(contenders)
     rows = score_rows(rows, suite, Limits(seconds=job.check_seconds))
     meta = {"model": loaded.name, "dtype": loaded.precision, "device": str(loaded.device),
-            "backend": loaded.backend.name, **cpu_description(), "threads": torch.get_num_threads(),
+            **backend_description(loaded.backend), **cpu_description(), "threads": torch.get_num_threads(),
             "host": socket.gethostname(), "methods": list(contenders)}
     return ChunkResult([row.to_json() for row in rows], unset, notices, meta)
 

@@ -1,5 +1,6 @@
 """What machine a run was measured on, for its summary: the CPU's model name, family and model numbers (an
-"AMD EPYC" name alone does not tell a Zen 1 from a Zen 4) and its flags that matter here."""
+"AMD EPYC" name alone does not tell a Zen 1 from a Zen 4) and its flags that matter here; and the backend's
+kernels."""
 
 from __future__ import annotations
 
@@ -20,3 +21,10 @@ def cpu_description() -> dict:
     flags = set(fields.get("flags", "").split())
     return {"cpu": fields.get("model name", ""), "cpu_family": fields.get("cpu family", ""),
             "cpu_model": fields.get("model", ""), "cpu_flags": [f for f in FLAGS if f in flags]}
+
+
+def backend_description(backend) -> dict:
+    """The backend's name and, for the lean backend, how it attends in forwards of up to ROW_LIMIT rows
+    (`attention_kernel`: native-rows, sdpa-rows or sdpa), which changes both its speed and its bits."""
+    kernel = getattr(backend, "attention_kernel", None)
+    return {"backend": backend.name, **({"attention": kernel} if kernel is not None else {})}

@@ -161,7 +161,7 @@ def _bench_here(chosen, plans, settings, model, dtype, backend, threads, check_s
     import torch
 
     from decodekit.bench.conversation import context_needed
-    from decodekit.bench.machine import cpu_description
+    from decodekit.bench.machine import backend_description, cpu_description
     from decodekit.bench.run import build_contenders, close_contenders
     from decodekit.session import Session
 
@@ -174,7 +174,7 @@ def _bench_here(chosen, plans, settings, model, dtype, backend, threads, check_s
     finally:
         close_contenders(contenders)
     machine = {"model": loaded.name, "dtype": loaded.precision, "device": str(loaded.device),
-               "backend": loaded.backend.name, **cpu_description(), "threads": torch.get_num_threads()}
+               **backend_description(loaded.backend), **cpu_description(), "threads": torch.get_num_threads()}
     return [row.to_json() for row in rows], unset, list(contenders), machine
 
 

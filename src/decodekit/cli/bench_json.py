@@ -38,7 +38,7 @@ def bench_json(
     writes summary.json and report.md."""
     import torch
 
-    from decodekit.bench.machine import cpu_description
+    from decodekit.bench.machine import backend_description, cpu_description
     from decodekit.methods import get_method
     from decodekit.models import load_model
 
@@ -75,7 +75,7 @@ def bench_json(
     command += ["--threads", str(threads)] if threads is not None else []
     meta = {"command": shlex.join(command), "suite": str(schemas),
             "schemas": len(rows), "per_category": per_category, "model": loaded.name, "precision": loaded.precision,
-            "backend": loaded.backend.name, "device": str(loaded.device), **cpu_description(),
+            **backend_description(loaded.backend), "device": str(loaded.device), **cpu_description(),
             "threads": torch.get_num_threads(), "max_new_tokens": max_new_tokens, "whitespace": whitespace,
             "baseline": BASELINE if baseline is not None else None, "seconds": round(time.perf_counter() - start, 1),
             "created": time.strftime("%Y-%m-%d %H:%M:%S"), "decodekit": __version__}

@@ -49,10 +49,22 @@ def models(ctx: typer.Context) -> None:
                       f"the number of rows: bfloat16 products {_yes(rows_invariant(BF16))}, int4 products "
                       f"{_yes(rows_invariant(INT4))}. float32's products round rows about 1e-7 apart: its outputs "
                       "match plain decoding's except where two tokens tie that closely")
+        console.print(f"row-by-row attention in float32 (CPUs without AMX): {_native_attention()}")
     root = cache_root()
     used = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
     console.print(f"cache: {root} ({used / 2**20:.0f} MiB; set DECODEKIT_CACHE to move it)")
     console.print("also accepted: a path to a .gguf file, a local model directory, a Hugging Face hub id")
+
+
+def _native_attention() -> str:
+    from decodekit.models.native_attention import NativeRowAttention
+    from decodekit.models.native_build import NativeUnavailable
+
+    try:
+        NativeRowAttention.build()
+    except NativeUnavailable as why:
+        return f"SDPA one row at a time (the native kernel does not build: {why})"
+    return "the native kernel, all rows in one call per layer (native_attention.py)"
 
 
 def _yes(flag: bool) -> str:

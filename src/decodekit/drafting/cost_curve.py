@@ -153,13 +153,14 @@ def measure(model: LoadedModel, sizes: Sequence[int] = SIZES, repeats: int = REP
 
 def curve_key(model: LoadedModel) -> str:
     """Names a measurement by model, weights' configuration, dtype, device, backend (the row counts its
-    weights are packed for, the precision it attends in) and thread count."""
+    weights are packed for, the precision and kernel it attends with) and thread count."""
     config = model.model.config.to_json_string(use_diff=False)
     ident = "|".join([
         model.name, hashlib.sha256(config.encode()).hexdigest()[:12], str(model.dtype).removeprefix("torch."),
         str(model.device), model.backend.name, f"packed{model.backend.packed_rows}",
         "onednn" if getattr(model.backend, "onednn", False) else "",
         str(getattr(model.backend, "attention_dtype", "")).removeprefix("torch."),
+        str(getattr(model.backend, "attention_kernel", "")),
         f"{torch.get_num_threads()}threads",
     ])
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)

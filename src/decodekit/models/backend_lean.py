@@ -64,7 +64,9 @@ from decodekit.models.cache import KVSlots, SlotCache
 from decodekit.models.cpu_features import cpu_has_amx_bf16
 from decodekit.models.pages import page_out
 from decodekit.models.protocols import SequenceInput
-from decodekit.models.row_attention import ROW_LIMIT, attend_rows, products_in_blocks, row_keys
+from decodekit.models.native_attention import NativeRowAttention
+from decodekit.models.native_build import NativeUnavailable
+from decodekit.models.row_attention import ROW_LIMIT, attend_rows, prefix_keys, products_in_blocks, row_keys
 
 STATIC_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn"})
 FIRST_CAPACITY = 1024  # cache positions and RoPE table rows made up front; both double when a request needs more
@@ -237,13 +239,16 @@ class LeanLlamaBackend:
     @torch.no_grad()
     def __init__(self, model, pack: bool = True, int4_layers: list[dict] | None = None,
                  row_exact: bool | None = None, prefill_layers: list[dict] | None = None,
-                 attention: torch.dtype | None = None) -> None:
+                 attention: torch.dtype | None = None, native_attention: bool = True) -> None:
         """`row_exact`: attention row by row in forwards of up to ROW_LIMIT tokens (row_attention.py), so
         that each row has one-token decoding's bits where the products round alike for any number of rows;
         by default in reduced precision only (float32's products round rows apart anyway, about 1e-7, and
         one attention call is cheaper). Off, every forward rounds as transformers' does.
         `prefill_layers`: with `int4_layers`, their dense copies for reading prompts (module docstring).
-        `attention`: the precision of attention and the KV cache (by default `attention_dtype`'s)."""
+        `attention`: the precision of attention and the KV cache (by default `attention_dtype`'s).
+        `native_attention`: with `row_exact` and float32 attention on a CPU, every forward of up to ROW_LIMIT
+        rows attends through the native kernel where it builds (native_attention.py; `native_reason` says why
+        not where it does not)."""
         reason = unsupported_reason(model)
         if reason is not None:
             raise UserError(f"the lean backend cannot run this model: {reason}; use backend='transformers'")
@@ -260,6 +265,16 @@ class LeanLlamaBackend:
         self.row_exact = self.dtype != torch.float32 if row_exact is None else row_exact
         self.context = int(config.max_position_embeddings)
         self.scale = self.head_dim**-0.5
+        self.native_attention, self.native_reason = None, "attention row by row is off (row_exact)"
+        if not native_attention:
+            self.native_reason = "turned off (native_attention=False)"
+        elif self.row_exact and (self.attention_dtype != torch.float32 or self.device.type != "cpu"):
+            self.native_reason = "it computes float32 attention on a CPU only"
+        elif self.row_exact:
+            try:
+                self.native_attention, self.native_reason = NativeRowAttention.build(), None
+            except NativeUnavailable as why:
+                self.native_reason = str(why)
         self.packed_rows = PACKED_ROWS if pack and packable(model) and int4_layers is None else ()
         self.onednn = pack and onednn_packable(model, int4_layers is not None)
         layers = model.model.layers[: config.num_hidden_layers]
@@ -279,6 +294,14 @@ class LeanLlamaBackend:
         self.inv_freq = rotary.inv_freq.detach().to(device=self.device, dtype=torch.float32)
         self.attention_scaling = float(rotary.attention_scaling)
         self._cos, self._sin = self._rope_tables(min(self.context, FIRST_CAPACITY))
+
+    @property
+    def attention_kernel(self) -> str:
+        """How forwards of up to ROW_LIMIT rows attend: `native-rows` (native_attention.py), `sdpa-rows` (one
+        SDPA call per row, row_attention.py) or `sdpa` (one call per layer, row_exact off)."""
+        if not self.row_exact:
+            return "sdpa"
+        return "native-rows" if self.native_attention is not None else "sdpa-rows"
 
     def _rope_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and signed sin for positions 0 .. length - 1, [length, head_dim] in the model's dtype.
@@ -382,7 +405,12 @@ class LeanLlamaBackend:
             positions = torch.cat([positions, positions[-1:].expand(rows - n)])
         cos, sin = self._rope(positions)  # [rows, head_dim], broadcast over heads
         mask = self._mask(n, rows, past, tree_mask)
-        plan = row_keys(mask) if self.row_exact and mask is not None and rows <= ROW_LIMIT else None
+        plan = None
+        if self.row_exact and rows <= ROW_LIMIT:
+            if mask is not None:
+                plan = row_keys(mask)
+            elif self.native_attention is not None:  # one token: through the kernel its verification rows take
+                plan = prefix_keys(end)
         linear = self._linear(rows)
         weights = self.layers
         if self.prefill is not None and tree_mask is None and last and rows >= PREFILL_FROM:  # a prompt
@@ -411,7 +439,8 @@ class LeanLlamaBackend:
                     queries, keys[:, :, :end], values[:, :, :end], attn_mask=mask, scale=self.scale, enable_gqa=True,
                 )
             else:
-                attended = attend_rows(queries, keys[:, :, :end], values[:, :, :end], plan, self.scale)
+                attended = attend_rows(queries, keys[:, :, :end], values[:, :, :end], plan, self.scale,
+                                       self.native_attention)
             attended = attended.transpose(1, 2).reshape(rows, heads * head_dim).to(self.dtype)
             x = x + linear(attended, w.o, w.o_packed, layer.o_bias, rows)
             h = rms_norm(x, shape, layer.post_norm, eps)
@@ -548,7 +577,8 @@ class LeanLlamaBackend:
                 attended = queries.new_zeros(batch, heads, rows, head_dim)  # padding rows: seen by no one
                 for b, (plan, n, past) in enumerate(zip(plans, counts, pasts)):
                     attended[b, :, :n] = attend_rows(queries[b : b + 1, :, :n], keys[b : b + 1, :, : past + n],
-                                                     values[b : b + 1, :, : past + n], plan, self.scale)[0]
+                                                     values[b : b + 1, :, : past + n], plan, self.scale,
+                                                     self.native_attention)[0]
             attended = attended.transpose(1, 2).reshape(flat, heads * head_dim).to(self.dtype)
             x = x + linear(attended, layer.o, layer.o_packed, layer.o_bias, flat)
             h = rms_norm(x, shape, layer.post_norm, eps)

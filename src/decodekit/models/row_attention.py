@@ -15,6 +15,8 @@ The rule here: each row attends on its own, with no mask, to the keys it sees, i
 contiguously: a prefix of the cache (a chain's rows, and every row of a causal forward) is a view of it; any
 other set (a tree row's past and ancestors) is gathered, one `index_select` per layer for all such rows. The
 call then has the same shapes and values as the one-token step's, so the same kernel gives the same bits.
+Where the native kernel builds (native_attention.py, float32 attention), every row of the forward goes to it
+in one call instead, one-token forwards included, each row over its keys where they lie in the cache.
 
 Cost: one attention call per row and layer instead of one per layer (8 rows x 30 layers for SmolLM2-135M), and
 the gathered copies; `decodekit profile` shows it. Parameter: `ROW_LIMIT` = 32 rows, the largest forward
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from decodekit.models.native_attention import NativeRowAttention
+
 ROW_LIMIT = 32
 
 
@@ -39,10 +43,13 @@ ROW_LIMIT = 32
 class RowKeys:
     """Where each row of a forward finds its keys: `spans[r] = (gathered, start, length)`, the keys
     `[start, start + length)` of the cache itself (gathered False: a prefix, start 0) or of the keys that
-    `gather` selects (the positions of every gathered row in turn)."""
+    `gather` selects (the positions of every gathered row in turn). The same as int32 lists for the native
+    kernel (native_attention.py): row r sees the cache positions `index[offsets[r]:offsets[r + 1]]`."""
 
     spans: list[tuple[bool, int, int]]
     gather: torch.Tensor | None
+    index: torch.Tensor
+    offsets: torch.Tensor
 
 
 def row_keys(mask: torch.Tensor) -> RowKeys:
@@ -50,21 +57,34 @@ def row_keys(mask: torch.Tensor) -> RowKeys:
     lengths = mask.sum(dim=1).tolist()
     spans: list[tuple[bool, int, int]] = []
     gathered: list[torch.Tensor] = []
+    seen: list[torch.Tensor] = []
     offset = 0
     for row, length in zip(mask, lengths, strict=True):
         if bool(row[:length].all()):
             spans.append((False, 0, length))
+            seen.append(torch.arange(length))
         else:
             spans.append((True, offset, length))
             gathered.append(row.nonzero().squeeze(1))
+            seen.append(gathered[-1])
             offset += length
-    return RowKeys(spans, torch.cat(gathered) if gathered else None)
+    offsets = torch.tensor([0, *lengths], dtype=torch.int64).cumsum(0).to(torch.int32)
+    return RowKeys(spans, torch.cat(gathered) if gathered else None, torch.cat(seen).to(torch.int32), offsets)
+
+
+def prefix_keys(length: int) -> RowKeys:
+    """The plan of a one-token forward that sees the first `length` cache positions."""
+    return RowKeys([(False, 0, length)], None, torch.arange(length, dtype=torch.int32),
+                   torch.tensor([0, length], dtype=torch.int32))
 
 
 def attend_rows(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, plan: RowKeys,
-                scale: float) -> torch.Tensor:
+                scale: float, native: NativeRowAttention | None = None) -> torch.Tensor:
     """Attention of queries [1, heads, rows, dim] over keys and values [1, kv_heads, positions, dim], each row
-    alone over the keys `plan` gives it: [1, heads, rows, dim], as the one call with a mask would return."""
+    alone over the keys `plan` gives it: [1, heads, rows, dim], as the one call with a mask would return.
+    With `native`, in one call of that kernel (native_attention.py), else one SDPA call per row."""
+    if native is not None:
+        return native.attend(queries, keys, values, plan.index, plan.offsets, scale)
     if plan.gather is not None:
         gathered_keys = keys.index_select(2, plan.gather)
         gathered_values = values.index_select(2, plan.gather)
