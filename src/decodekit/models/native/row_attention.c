@@ -32,6 +32,7 @@ static inline __attribute__((always_inline)) void attend_one(
     for (int j = 0; j < n; j++) {
         const float *kj = k + (int64_t)seen[j] * position_stride;
         __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(kj));
+        #pragma GCC unroll 16
         for (int d = 8; d < DIM; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), acc);
         weights[j] = sum8(acc) * scale;
     }
@@ -48,13 +49,16 @@ static inline __attribute__((always_inline)) void attend_one(
     const __m256 inverse = _mm256_set1_ps(1.0f / sum8(total));
     for (int d0 = 0; d0 < DIM; d0 += 64) {  /* up to eight running sums of eight lanes: 64 outputs at a time */
         const int sums = (DIM - d0 < 64 ? DIM - d0 : 64) / 8;
-        __m256 acc[8];
+        __m256 acc[8];  /* in registers where DIM is a constant: the loops over c are unrolled */
+        #pragma GCC unroll 8
         for (int c = 0; c < sums; c++) acc[c] = _mm256_setzero_ps();
         for (int j = 0; j < n; j++) {
             const __m256 w = _mm256_set1_ps(weights[j]);
             const float *vj = v + (int64_t)seen[j] * position_stride + d0;
+            #pragma GCC unroll 8
             for (int c = 0; c < sums; c++) acc[c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj + 8 * c), acc[c]);
         }
+        #pragma GCC unroll 8
         for (int c = 0; c < sums; c++) _mm256_storeu_ps(o + d0 + 8 * c, _mm256_mul_ps(acc[c], inverse));
     }
 }
