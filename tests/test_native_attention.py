@@ -41,7 +41,7 @@ def test_it_computes_attention(heads, kv_heads, dim):
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_each_row_has_the_bits_it_has_alone():
+def test_each_row_has_the_bits_it_has_alone_and_on_any_number_of_threads():
     kernel = _kernel()
     keys, values = _cache(3, 64, capacity=300)
     rows = 8
@@ -52,6 +52,13 @@ def test_each_row_has_the_bits_it_has_alone():
     queries = torch.randn(1, 9, rows, 64)
     plan = row_keys(mask)
     together = kernel.attend(queries, keys[:, :, :260], values[:, :, :260], plan.index, plan.offsets, 0.125)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the (row, head) pairs split between threads: the same bits
+    try:
+        assert torch.equal(kernel.attend(queries, keys[:, :, :260], values[:, :, :260], plan.index, plan.offsets,
+                                         0.125), together)
+    finally:
+        torch.set_num_threads(threads)
     for r in range(rows):
         alone = row_keys(mask[r : r + 1])
         single = kernel.attend(queries[:, :, r : r + 1], keys[:, :, :260], values[:, :, :260], alone.index,

@@ -25,11 +25,11 @@ import torch
 from decodekit.models.cpu_features import cpu_flags
 from decodekit.models.native_build import NativeUnavailable, compiled
 
-FLAGS = ("-O2", "-mavx2", "-mfma")
+FLAGS = ("-O2", "-mavx2", "-mfma", "-fopenmp")
 LIBRARIES = ("mvec", "m")
 _ARGUMENTS = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
               ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float,
-              ctypes.c_void_p]
+              ctypes.c_void_p, ctypes.c_int]
 
 
 class NativeRowAttention:
@@ -52,7 +52,8 @@ class NativeRowAttention:
                offsets: torch.Tensor, scale: float) -> torch.Tensor:
         """queries [1, heads, rows, dim] over keys and values [1, kv_heads, positions, dim] (float32, CPU, the
         last dimension contiguous, the same strides): row r sees positions index[offsets[r]:offsets[r + 1]]
-        (int32). Returns [1, heads, rows, dim]."""
+        (int32). Returns [1, heads, rows, dim]. Runs on torch's number of threads (the split does not change
+        the bits: each row and head is computed on its own)."""
         _, heads, rows, dim = queries.shape
         if keys.stride() != values.stride() or keys.stride(3) != 1 or keys.dtype != torch.float32:
             raise ValueError("native attention needs float32 keys and values of one layout, rows contiguous")
@@ -60,7 +61,7 @@ class NativeRowAttention:
         out = torch.empty_like(flat)
         status = self._attend(flat.data_ptr(), rows, heads, keys.shape[1], dim, keys.data_ptr(), values.data_ptr(),
                               keys.stride(1), keys.stride(2), index.data_ptr(), offsets.data_ptr(), scale,
-                              out.data_ptr())
+                              out.data_ptr(), torch.get_num_threads())
         if status == -1:
             raise ValueError(f"native attention needs a head size that is a multiple of 8, got {dim}")
         if status != 0:

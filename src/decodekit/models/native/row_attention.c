@@ -1,6 +1,6 @@
 /* Attention row by row over a KV cache, in float32, in one fixed order of operations for every row: a row's
    result depends only on its query and on the keys and values it sees, never on the other rows of the call.
-   See decodekit/models/native_attention.py. Built with -mavx2 -mfma, linked with libmvec (expf, 8 lanes). */
+   See decodekit/models/native_attention.py. Built with -mavx2 -mfma -fopenmp, linked with libmvec (expf, 8 lanes). */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -66,29 +66,39 @@ static inline __attribute__((always_inline)) void attend_one(
 /* queries [rows, heads, dim] -> out [rows, heads, dim]. Row r sees the key positions
    index[offsets[r] .. offsets[r + 1]), in that order; head h reads kv head h / (heads / kv_heads), whose
    key at position p starts at keys + kv * head_stride + p * position_stride (the same strides for values).
-   Returns 0; -1 when dim is not a multiple of 8; -2 when memory ran out. */
+   The (row, head) pairs are shared among `threads` threads; each is computed alone, so the split does not
+   change the bits. Returns 0; -1 when dim is not a multiple of 8; -2 when memory ran out. */
 int attend_rows(const float *queries, int rows, int heads, int kv_heads, int dim, const float *keys,
                 const float *values, int64_t head_stride, int64_t position_stride, const int32_t *index,
-                const int32_t *offsets, float scale, float *out) {
+                const int32_t *offsets, float scale, float *out, int threads) {
     if (dim % 8 != 0 || dim < 8) return -1;
     int longest = 0;
     for (int r = 0; r < rows; r++)
         if (offsets[r + 1] - offsets[r] > longest) longest = offsets[r + 1] - offsets[r];
-    float *weights = aligned_alloc(32, sizeof(float) * (size_t)((longest + 7) / 8 * 8 + 8));
-    if (weights == NULL) return -2;
+    const size_t room = sizeof(float) * (size_t)((longest + 7) / 8 * 8 + 8);
     const int group = heads / kv_heads;
-    for (int r = 0; r < rows; r++) {
-        const int32_t *seen = index + offsets[r];
-        const int n = offsets[r + 1] - offsets[r];
-        for (int h = 0; h < heads; h++) {
-            const float *q = queries + ((size_t)r * heads + h) * dim;
-            const float *k = keys + (h / group) * head_stride, *v = values + (h / group) * head_stride;
-            float *o = out + ((size_t)r * heads + h) * dim;
-            if (dim == 64) attend_one(64, q, k, v, seen, n, position_stride, scale, weights, o);
-            else if (dim == 128) attend_one(128, q, k, v, seen, n, position_stride, scale, weights, o);
-            else attend_one(dim, q, k, v, seen, n, position_stride, scale, weights, o);
+    int status = 0;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *weights = aligned_alloc(32, room);  /* each thread's scores */
+        if (weights == NULL) {
+            #pragma omp atomic write
+            status = -2;
+        } else {
+            #pragma omp for schedule(static)
+            for (int item = 0; item < rows * heads; item++) {  /* (row, head) pairs, each on its own */
+                const int r = item / heads, h = item % heads;
+                const int32_t *seen = index + offsets[r];
+                const int n = offsets[r + 1] - offsets[r];
+                const float *q = queries + (size_t)item * dim;
+                const float *k = keys + (h / group) * head_stride, *v = values + (h / group) * head_stride;
+                float *o = out + (size_t)item * dim;
+                if (dim == 64) attend_one(64, q, k, v, seen, n, position_stride, scale, weights, o);
+                else if (dim == 128) attend_one(128, q, k, v, seen, n, position_stride, scale, weights, o);
+                else attend_one(dim, q, k, v, seen, n, position_stride, scale, weights, o);
+            }
+            free(weights);
         }
     }
-    free(weights);
-    return 0;
+    return status;
 }
