@@ -27,7 +27,8 @@ calls per layer:
   the time of float32's, in a different precision (see gguf_int4.py).
 - in bfloat16 on a CPU, the weights (over 4-bit layers, the output head) reordered once for oneDNN
   (onednn.py), made by the first forward; and in reduced precision, attention row by row in forwards of up
-  to ROW_LIMIT tokens (row_attention.py), so that a draft tree's rows have one-token decoding's bits where
+  to ROW_LIMIT tokens (row_attention.py; in float32 attention through one native call per layer where the
+  kernel builds, native_attention.py), so that a draft tree's rows have one-token decoding's bits where
   the products allow it (precision_probe.py measures it).
 - attention in float32 over a float32 KV cache for a reduced-precision model on a CPU without AMX
   (`attention_dtype`): there bfloat16 attention is several times slower (cpu_features.py has the figures),
