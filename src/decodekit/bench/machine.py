@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from decodekit.models.cpu_features import cpu_flags
+
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
@@ -18,7 +20,7 @@ def cpu_description() -> dict:
         return {}
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     fields = {key.strip(): value.strip() for key, value in fields.items()}
-    flags = set(fields.get("flags", "").split())
+    flags = cpu_flags()
     return {"cpu": fields.get("model name", ""), "cpu_family": fields.get("cpu family", ""),
             "cpu_model": fields.get("model", ""), "cpu_flags": [f for f in FLAGS if f in flags]}
 
